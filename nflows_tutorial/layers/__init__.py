@@ -1,0 +1,7 @@
+"""Invertible layers. Each one maps ``(z, ldj)`` to ``(z', ldj + log|det dz'/dz|)``, or back with ``reverse=True``."""
+
+from .coupling import CouplingLayer
+from .dequantization import Dequantization, VariationalDequantization
+from .multiscale import SplitFlow, SqueezeFlow
+
+__all__ = ["CouplingLayer", "Dequantization", "VariationalDequantization", "SplitFlow", "SqueezeFlow"]

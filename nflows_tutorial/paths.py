@@ -1,0 +1,34 @@
+"""Where the course keeps its data and checkpoints, overridable by environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["project_dir", "dataset_root", "checkpoint_dir"]
+
+
+def project_dir() -> Path:
+    """The source checkout this package runs from (it holds ``pyproject.toml``), else the working directory.
+
+    Anchoring defaults here means a notebook run from ``notebooks/`` and a command run from the
+    repository root share one data folder and one checkpoint cache.
+    """
+    checkout = Path(__file__).resolve().parent.parent
+    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+
+
+def dataset_root(root: str | os.PathLike | None = None) -> Path:
+    """The folder holding ``MNIST/raw``: ``root``, else ``$PATH_DATASETS``, else ``<project>/data``."""
+    if root is not None:
+        return Path(root)
+    env = os.environ.get("PATH_DATASETS")
+    return Path(env) if env else project_dir() / "data"
+
+
+def checkpoint_dir(folder: str | os.PathLike | None = None) -> Path:
+    """The checkpoint cache: ``folder``, else ``$PATH_CHECKPOINT``, else ``<project>/saved_models/tutorial11``."""
+    if folder is not None:
+        return Path(folder)
+    env = os.environ.get("PATH_CHECKPOINT")
+    return Path(env) if env else project_dir() / "saved_models" / "tutorial11"
