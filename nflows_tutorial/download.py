@@ -5,22 +5,60 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import secrets
 import socket
+import ssl
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["DownloadError", "download_file", "sha256_of"]
+from tqdm import tqdm
+
+__all__ = [
+    "DownloadError",
+    "download_file",
+    "sha256_of",
+    "CONNECT_TIMEOUT",
+    "READ_TIMEOUT",
+    "RETRIES",
+    "BACKOFF",
+    "STALE_PART_AGE",
+]
+
+# Defaults read when download_file() is called (not when it is defined), so a test or a lecturer
+# on a slow link can change them for the whole session by assigning to the module attribute.
+CONNECT_TIMEOUT = 15.0  # seconds to open the connection (TCP and TLS handshake)
+READ_TIMEOUT = 30.0  # seconds of silence tolerated while waiting for the answer or the next block
+RETRIES = 3  # further attempts after a network fault
+BACKOFF = 0.5  # pause before the first retry, in seconds; it doubles for each later one
+STALE_PART_AGE = 600.0  # a temporary file untouched this long (seconds) was left by a process that died
 
 CHUNK = 1 << 16
 
 
 class DownloadError(RuntimeError):
-    """A download failed for good (after the retries that made sense)."""
+    """A download failed for good, after the retries that made sense.
+
+    ``url`` is what was requested, ``reason`` a one-line account of what went wrong.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"downloading {url} failed: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class _Permanent(Exception):
+    """Trying again would get the same answer (a 4xx status, the wrong bytes, a missing local file)."""
+
+
+# Faults of the network or the server that a later attempt may not meet. Local disk errors are
+# plain OSErrors outside this tuple: retrying a full disk would only waste the student's time.
+_TRANSIENT = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, ssl.SSLError)
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -32,38 +70,116 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-class _Permanent(Exception):
-    """Raised inside a try: retrying would not help (404, wrong bytes)."""
+class _ReadTimeout:
+    """Handler mixin: the connect timeout covers opening the connection, then reads get their own."""
+
+    def __init__(self, read_timeout: float) -> None:
+        super().__init__()
+        self.read_timeout = read_timeout
+
+    def do_open(self, http_class, req, **kwargs):
+        read_timeout = self.read_timeout
+
+        class Connection(http_class):
+            def connect(self) -> None:
+                super().connect()
+                self.sock.settimeout(read_timeout)
+
+        return super().do_open(Connection, req, **kwargs)
 
 
-def _fetch_once(url: str, out, connect_timeout: float, read_timeout: float, progress: bool) -> int:
-    """Stream ``url`` into the open file ``out``; return the byte count."""
+class _HTTPHandler(_ReadTimeout, urllib.request.HTTPHandler):
+    pass
+
+
+class _HTTPSHandler(_ReadTimeout, urllib.request.HTTPSHandler):
+    pass
+
+
+def _describe(err: BaseException, connect_timeout: float, read_timeout: float) -> str:
+    """One line a student can act on, instead of urllib's nested exception text."""
+    if isinstance(err, urllib.error.HTTPError):
+        return f"the server answered HTTP {err.code} {err.reason}"
+    if isinstance(err, urllib.error.URLError):
+        reason = err.reason
+        if isinstance(reason, socket.gaierror):
+            return f"cannot look up the server's address ({reason.strerror}): this machine seems to be offline"
+        if isinstance(reason, ConnectionRefusedError):
+            return "the server refused the connection"
+        if isinstance(reason, TimeoutError):
+            return f"no connection within {connect_timeout:g} s (connect timeout)"
+        return f"cannot reach the server ({getattr(reason, 'strerror', None) or reason})"
+    if isinstance(err, TimeoutError):
+        return f"the server sent nothing for {read_timeout:g} s (read timeout)"
+    return str(err) or type(err).__name__
+
+
+def _open_part(dest: Path) -> tuple[Path, BinaryIO]:
+    """Create a private temporary file beside ``dest``; the pid in its name tells whose it is."""
+    part = dest.with_name(f".{dest.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
+    return part, open(part, "xb")  # "x": never share a file with another downloader
+
+
+def _remove_stale_parts(dest: Path) -> None:
+    """Delete temporary files that a killed process left beside ``dest``.
+
+    A live download writes its file every few seconds (or gives up after the read timeout), so a
+    file older than ``STALE_PART_AGE`` cannot belong to one.
+    """
+    now = time.time()
+    for part in dest.parent.glob(f".{dest.name}.*.part"):
+        try:
+            if now - part.stat().st_mtime > STALE_PART_AGE:
+                part.unlink()
+        except OSError:  # another process removed or renamed it first
+            pass
+
+
+def _stream(
+    opener: urllib.request.OpenerDirector,
+    url: str,
+    out: BinaryIO,
+    size: int | None,
+    connect_timeout: float,
+    progress: bool,
+) -> tuple[int, str]:
+    """Copy the body at ``url`` into ``out``; return the byte count and its SHA-256."""
     try:
-        response = urllib.request.urlopen(url, timeout=connect_timeout)
+        response = opener.open(url, timeout=connect_timeout)
     except urllib.error.HTTPError as err:
+        err.close()
         if 400 <= err.code < 500 and err.code not in (408, 429):
-            raise _Permanent(f"the server answered HTTP {err.code} ({err.reason})") from None
+            raise _Permanent(f"the server answered HTTP {err.code} {err.reason}") from None
+        raise
+    except urllib.error.URLError as err:
+        if isinstance(err.reason, FileNotFoundError):  # a file:// mirror without the file
+            raise _Permanent(f"no such file ({err.reason.filename or err.reason})") from None
+        if isinstance(err.reason, ssl.SSLCertVerificationError):
+            raise _Permanent(
+                f"the server's TLS certificate was not accepted ({err.reason.verify_message}); this Python may "
+                "lack root certificates (python.org builds on macOS: run 'Install Certificates.command')"
+            ) from None
         raise
     with response:
-        sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
-        if sock is not None:  # urllib has one timeout; give the body its own
-            sock.settimeout(read_timeout)
         length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
-        from tqdm.auto import tqdm
-
+        announced = int(length) if length and length.isdigit() else None
+        if announced is not None and size is not None and announced != size:
+            raise _Permanent(f"the server offers {announced:,} bytes, the expected file has {size:,}")
+        expected = announced if announced is not None else size
+        digest = hashlib.sha256()
         received = 0
         with tqdm(
-            total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=Path(url).name,
-            disable=not progress, file=sys.stderr, leave=False,
+            total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=url.rsplit("/", 1)[-1],
+            disable=not progress, file=sys.stderr,
         ) as bar:
             while block := response.read(CHUNK):
                 out.write(block)
+                digest.update(block)
                 received += len(block)
                 bar.update(len(block))
-    if total is not None and received != total:
-        raise ConnectionError(f"the connection closed after {received:,} of {total:,} bytes")
-    return received
+    if expected is not None and received < expected:
+        raise ConnectionError(f"the connection closed after {received:,} of {expected:,} bytes")
+    return received, digest.hexdigest()
 
 
 def download_file(
@@ -73,44 +189,66 @@ def download_file(
     sha256: str | None = None,
     size: int | None = None,
     verify: Callable[[Path], None] | None = None,
-    connect_timeout: float = 15.0,
-    read_timeout: float = 60.0,
-    retries: int = 3,
-    backoff: float = 1.0,
+    connect_timeout: float | None = None,
+    read_timeout: float | None = None,
+    retries: int | None = None,
+    backoff: float | None = None,
     progress: bool = True,
 ) -> Path:
-    """Download ``url`` to ``dest`` and return ``dest``.
+    """Download ``url`` to ``dest`` and return ``dest``; ``dest`` is only ever absent or complete.
 
-    The bytes go to a private temporary file beside ``dest``; it is renamed onto ``dest`` only after
-    the size, the SHA-256 and ``verify(temp_path)`` (which raises to reject) all pass. Concurrent
-    callers each write their own temporary file, so ``dest`` is always absent or complete.
-    Network faults are retried ``retries`` times with exponential back-off; a 4xx answer or wrong
-    bytes are not. Raises :class:`DownloadError` naming the URL and the cause.
+    The body goes to a temporary file beside ``dest`` that no other process shares. It is renamed
+    onto ``dest`` only after the size, the SHA-256 and ``verify(temp_path)`` (which raises to
+    reject the file) all pass, and it is removed on any failure. Network faults are retried
+    ``retries`` times, pausing ``backoff`` seconds and then twice as long each time; a 4xx answer
+    or wrong bytes are not retried. Timeouts and retry settings left as ``None`` take the module
+    defaults (``CONNECT_TIMEOUT``, ``READ_TIMEOUT``, ``RETRIES``, ``BACKOFF``). With ``progress``
+    a bar on stderr shows the transfer and each retry is announced there.
+
+    Raises :class:`DownloadError` naming the URL and the cause.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    last_error = "no attempt made"
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1))
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-        tmp = Path(tmp_name)
+    connect_timeout = CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
+    read_timeout = READ_TIMEOUT if read_timeout is None else read_timeout
+    retries = RETRIES if retries is None else retries
+    backoff = BACKOFF if backoff is None else backoff
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DownloadError(url, f"cannot create the folder {dest.parent} ({err.strerror or err})") from None
+    _remove_stale_parts(dest)
+    opener = urllib.request.build_opener(_HTTPHandler(read_timeout), _HTTPSHandler(read_timeout))
+    attempts = retries + 1
+    attempt = 0
+    while True:
+        attempt += 1
+        part = None
         try:
-            with os.fdopen(fd, "wb") as out:
-                received = _fetch_once(url, out, connect_timeout, read_timeout, progress)
+            part, out = _open_part(dest)
+            with out:
+                received, found = _stream(opener, url, out, size, connect_timeout, progress)
             if size is not None and received != size:
                 raise _Permanent(f"expected {size:,} bytes, received {received:,}")
-            if sha256 is not None and (found := sha256_of(tmp)) != sha256:
-                raise _Permanent(f"SHA-256 mismatch: expected {sha256}, got {found}")
+            if sha256 is not None and found != sha256:
+                raise _Permanent(f"the bytes are not the expected file (SHA-256 {found}, expected {sha256})")
             if verify is not None:
-                verify(tmp)
-            os.replace(tmp, dest)
+                verify(part)
+            os.replace(part, dest)
             return dest
         except _Permanent as err:
-            raise DownloadError(f"downloading {url} failed: {err}") from None
-        except (urllib.error.URLError, http.client.HTTPException, OSError, socket.timeout) as err:
-            reason = getattr(err, "reason", None) or err
-            last_error = f"{type(err).__name__}: {reason}"
+            raise DownloadError(url, str(err)) from None
+        except _TRANSIENT as err:
+            reason = _describe(err, connect_timeout, read_timeout)
+            if attempt == attempts:
+                tries = f"{attempts} attempts" if attempts > 1 else "1 attempt"
+                raise DownloadError(url, f"{reason} (gave up after {tries})") from None
+            pause = backoff * 2 ** (attempt - 1)
+            if progress:
+                print(f"Attempt {attempt} of {attempts} failed: {reason}; retrying in {pause:g} s", file=sys.stderr)
+            time.sleep(pause)
+        except OSError as err:
+            where = part if part is not None else dest.parent
+            raise DownloadError(url, f"cannot write {where} ({err.strerror or err})") from None
         finally:
-            tmp.unlink(missing_ok=True)
-    raise DownloadError(f"downloading {url} failed after {retries + 1} attempts ({last_error})")
+            if part is not None:
+                part.unlink(missing_ok=True)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import sys
+import urllib.parse
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .builders import MODEL_NAMES, create_model
+from .builders import create_model
 from .download import DownloadError, download_file, sha256_of
 from .model import ImageFlow
 from .paths import checkpoint_dir as _resolve_dir
@@ -20,10 +25,12 @@ __all__ = [
     "PretrainedSpec",
     "REGISTRY",
     "DEFAULT_BASE_URL",
+    "URL_VARIABLE",
     "checkpoint_url",
     "read_checkpoint",
     "load_state_dict_checked",
     "fetch_checkpoint",
+    "download_checkpoints",
     "load_pretrained",
     "default_device",
 ]
@@ -33,7 +40,7 @@ URL_VARIABLE = "NFLOWS_TUTORIAL_CHECKPOINT_URL"
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unsafe, corrupt, or belongs to another model."""
+    """A checkpoint is missing, unsafe, corrupt, or belongs to another model; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -53,11 +60,11 @@ REGISTRY: dict[str, PretrainedSpec] = {
     "vardeq": PretrainedSpec(
         "vardeq", "MNISTFlow_vardeq.ckpt", 2_660_225, "f571031f2fd719b19e6e23fb32c896b581594b4a690e9377be941b0b51a41791"
     ),
-    # Size and hash of the multi-scale file are not known to us: it is verified by structure instead
-    # (a weights_only load whose state dict matches create_multiscale_flow() key for key, shape for shape).
+    # We have never seen the multi-scale file, so its size and hash are unknown here. It is verified
+    # by structure instead: a weights_only load whose state dict fits create_multiscale_flow() key
+    # for key and shape for shape. Record its hash here once a trusted copy has been checked.
     "multiscale": PretrainedSpec("multiscale", "MNISTFlow_multiscale.ckpt"),
 }
-assert tuple(REGISTRY) == MODEL_NAMES
 
 
 def _spec(name: str) -> PretrainedSpec:
@@ -68,9 +75,16 @@ def _spec(name: str) -> PretrainedSpec:
 
 
 def checkpoint_url(name: str) -> str:
-    """URL of a published checkpoint; the base comes from ``$NFLOWS_TUTORIAL_CHECKPOINT_URL`` if set."""
-    base = os.environ.get(URL_VARIABLE) or DEFAULT_BASE_URL
-    return base.rstrip("/") + "/" + _spec(name).filename
+    """URL of a published checkpoint; the folder part comes from ``$NFLOWS_TUTORIAL_CHECKPOINT_URL`` if set."""
+    filename = _spec(name).filename
+    base = os.environ.get(URL_VARIABLE, "").strip() or DEFAULT_BASE_URL
+    if urllib.parse.urlsplit(base).scheme not in ("http", "https", "file"):
+        raise CheckpointError(
+            f"{URL_VARIABLE}={base!r} is not a URL. Set it to the folder that serves the .ckpt files, "
+            "starting with https://, http:// or file:// (for a local folder: file:///path/to/folder/), "
+            "or unset it to use the published copies."
+        )
+    return base.rstrip("/") + "/" + filename
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -78,12 +92,21 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"refusing to load {path}: it holds objects that only a full (unsafe) unpickling could build, "
-            f"and a checkpoint needs only tensors and plain values ({str(err).splitlines()[0]})"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({err})") from None
+        # torch says "Unsupported global: GLOBAL module.name" when the pickle asks to call or build
+        # something beyond tensors and plain containers: that is how a malicious file runs code.
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if unsafe:
+            raise CheckpointError(
+                f"refusing to load {path}: it asks to run {unsafe.group(1)} while loading, which only an unsafe "
+                "(weights_only=False) load would do. A checkpoint of this course holds nothing but tensors and "
+                "plain values, so this file is not one of ours: do not load it any other way."
+            ) from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (another kind of file, or damaged)") from None
+    except (RuntimeError, EOFError) as err:
+        first_line = str(err).splitlines()[0] if str(err) else "the file ends too early"
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint, probably truncated ({first_line})") from None
+    except OSError as err:
+        raise CheckpointError(f"cannot read {path} ({err.strerror or err})") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"{path} is not a checkpoint of this course: it has no 'state_dict' entry")
     return ckpt
@@ -108,17 +131,52 @@ def load_state_dict_checked(model: ImageFlow, state_dict: dict[str, torch.Tensor
     model.load_state_dict(state_dict, strict=True)
 
 
-def _verify_structure(name: str, path: Path) -> None:
-    load_state_dict_checked(create_model(name), read_checkpoint(path)["state_dict"], name)
+def _expected(spec: PretrainedSpec) -> str:
+    if spec.sha256 is None:
+        return "size and SHA-256 unknown here; it is checked by loading it into the model"
+    size = "" if spec.size is None else f"{spec.size:,} bytes, "
+    return f"{size}SHA-256 {spec.sha256}"
 
 
 def _verify(spec: PretrainedSpec, path: Path) -> None:
-    if spec.sha256 is not None:
-        found = sha256_of(path)
-        if found != spec.sha256:
-            raise CheckpointError(f"SHA-256 mismatch: expected {spec.sha256}, found {found}")
-    else:
-        _verify_structure(spec.name, path)
+    """Raise :class:`CheckpointError` saying what was expected and what was found, unless ``path`` is good."""
+    if spec.sha256 is None:
+        load_state_dict_checked(create_model(spec.name), read_checkpoint(path)["state_dict"], spec.name)
+        return
+    found = sha256_of(path)
+    if found != spec.sha256:
+        raise CheckpointError(
+            f"expected {_expected(spec)}; found {path.stat().st_size:,} bytes, SHA-256 {found}"
+        )
+
+
+def _verify_download(spec: PretrainedSpec, part: Path) -> None:
+    try:
+        _verify(spec, part)
+    except CheckpointError as err:
+        raise CheckpointError(f"the server sent a file that failed verification: {err}") from None
+
+
+def _ways_out(spec: PretrainedSpec, folder: Path, download: bool) -> str:
+    again = "run this again" if download else "run this again with download=True"
+    return (
+        "Two ways out:\n"
+        f"  1. Place the file by hand: fetch {DEFAULT_BASE_URL}{spec.filename} on any machine with internet\n"
+        f"     and save it as {folder.absolute() / spec.filename}\n"
+        f"     ({_expected(spec)}).\n"
+        "     (If you keep a copy elsewhere, point PATH_CHECKPOINT at its folder instead.)\n"
+        f"  2. Set {URL_VARIABLE} to a mirror folder that serves {spec.filename}\n"
+        f"     (a course server, or a local folder as file:///path/to/folder/), then {again}."
+    )
+
+
+def _move_aside(path: Path) -> Path:
+    aside = path.with_name(path.name + ".corrupt")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:  # a concurrent process moved it first
+        pass
+    return aside
 
 
 def fetch_checkpoint(
@@ -126,42 +184,83 @@ def fetch_checkpoint(
 ) -> Path:
     """Return the path of a verified checkpoint file, downloading it on first use.
 
-    A cached file that fails verification is moved aside (``*.corrupt``) and fetched again once.
+    A cached file is checked (SHA-256, or structure where the hash is unknown) on every call. One
+    that fails is moved aside as ``<file>.corrupt`` with a warning and fetched again, once.
+    Raises :class:`CheckpointError` with the URL, the folder and how to place the file by hand.
     """
     spec = _spec(name)
     folder = _resolve_dir(checkpoint_dir)
     path = folder / spec.filename
-    url = checkpoint_url(name)
+    cached_problem = None
     if path.is_file():
         try:
             _verify(spec, path)
             return path
         except CheckpointError as err:
             if not download:
-                raise CheckpointError(f"{path} failed verification: {err}. {_how_to_place(url, folder)}") from None
-            aside = path.with_name(path.name + ".corrupt")
-            os.replace(path, aside)
-            print(f"{path} failed verification ({err}); moved it to {aside.name} and downloading again.")
+                raise CheckpointError(
+                    f"The cached {name!r} checkpoint {path} failed verification: {err}\n{_ways_out(spec, folder, download)}"
+                ) from None
+            aside = _move_aside(path)
+            cached_problem = f"{err}; it was moved to {aside}"
+            warnings.warn(
+                f"the cached {name!r} checkpoint failed verification ({err}); moved it to {aside.name} "
+                "and downloading it again",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     elif not download:
-        raise CheckpointError(f"no checkpoint for {name!r} at {path} and download=False. {_how_to_place(url, folder)}")
+        raise CheckpointError(
+            f"No {name!r} checkpoint in {folder.absolute()}, and download=False.\n{_ways_out(spec, folder, download)}"
+        )
+    url = checkpoint_url(name)
     if progress:
-        print(f"Downloading {url} -> {path}")
+        size = "" if spec.size is None else f" ({spec.size / 2**20:.1f} MiB)"
+        print(f"Downloading the {name!r} checkpoint{size} from {url}\n  into {folder.absolute()}", file=sys.stderr)
     try:
         download_file(
             url, path, sha256=spec.sha256, size=spec.size,
-            verify=None if spec.sha256 else lambda tmp: _verify_structure(name, tmp),
+            verify=None if spec.sha256 else lambda part: _verify_download(spec, part),
             progress=progress,
         )
     except (DownloadError, CheckpointError) as err:
-        raise CheckpointError(f"could not get the {name!r} checkpoint: {err}. {_how_to_place(url, folder)}") from None
+        reason = err.reason if isinstance(err, DownloadError) else str(err)
+        cached = "" if cached_problem is None else f"\n  cached copy: {cached_problem}"
+        raise CheckpointError(
+            f"Could not download the {name!r} checkpoint: {reason}\n"
+            f"  URL:    {url}\n"
+            f"  folder: {folder.absolute()}{cached}\n"
+            f"{_ways_out(spec, folder, download)}"
+        ) from None
     return path
 
 
-def _how_to_place(url: str, folder: Path) -> str:
-    return (
-        f"Either download {url} by hand and place it in {folder.resolve()}, "
-        f"or set {URL_VARIABLE} to a mirror that serves the file (a course server, a local folder over http)."
-    )
+def download_checkpoints(
+    names: Sequence[str] | None = None, checkpoint_dir: str | os.PathLike | None = None, progress: bool = True
+) -> dict[str, Path]:
+    """Fill the checkpoint cache: fetch and verify the named models (``None``: all of them).
+
+    Returns each model's verified file. Every name is tried even when an earlier one fails; the
+    :class:`CheckpointError` raised afterwards lists each failure with its way out.
+    """
+    if isinstance(names, str):
+        names = [names]
+    chosen = list(dict.fromkeys(REGISTRY if names is None else names))
+    for name in chosen:
+        _spec(name)  # reject a typo before anything is downloaded
+    fetched: dict[str, Path] = {}
+    failures: list[str] = []
+    for name in chosen:
+        try:
+            fetched[name] = fetch_checkpoint(name, checkpoint_dir, progress=progress)
+        except CheckpointError as err:
+            failures.append(f"[{name}] {err}")
+    if failures:
+        done = f" (verified: {', '.join(fetched)})" if fetched else ""
+        raise CheckpointError(
+            f"{len(failures)} of {len(chosen)} checkpoints could not be fetched{done}.\n\n" + "\n\n".join(failures)
+        )
+    return fetched
 
 
 def default_device() -> torch.device:
@@ -176,15 +275,17 @@ def load_pretrained(
     device: str | torch.device | None = None,
     progress: bool = True,
 ) -> tuple[ImageFlow, dict[str, Any]]:
-    """Return ``(model, result)`` for a published checkpoint: the model in eval mode on ``device``,
-    and the result dict stored with it (``{}`` when it has none).
+    """Return ``(model, result)`` for a published checkpoint: the model in eval mode on ``device``
+    (default: :func:`default_device`), and the result dict stored with it (``{}`` when it has none).
 
     The file is looked up in ``checkpoint_dir`` (default ``$PATH_CHECKPOINT`` or
-    ``saved_models/tutorial11``) and downloaded from ``checkpoint_url(name)`` when missing.
+    ``<project>/saved_models/tutorial11``) and downloaded from ``checkpoint_url(name)`` when missing;
+    see :func:`fetch_checkpoint` for verification and errors.
     """
     path = fetch_checkpoint(name, checkpoint_dir, download=download, progress=progress)
-    ckpt = read_checkpoint(path)
+    device = default_device() if device is None else torch.device(device)
+    ckpt = read_checkpoint(path, map_location=device)
     model = create_model(name)
     load_state_dict_checked(model, ckpt["state_dict"], name)
-    model.to(default_device() if device is None else device).eval()
+    model.to(device).eval()
     return model, dict(ckpt.get("result") or {})
