@@ -104,7 +104,9 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path} is not a PyTorch checkpoint (another kind of file, or damaged)") from None
     except (RuntimeError, EOFError) as err:
         first_line = str(err).splitlines()[0] if str(err) else "the file ends too early"
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint, probably truncated ({first_line})") from None
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint, probably truncated ({first_line})"
+        ) from None
     except OSError as err:
         raise CheckpointError(f"cannot read {path} ({err.strerror or err})") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
@@ -138,21 +140,36 @@ def _expected(spec: PretrainedSpec) -> str:
     return f"{size}SHA-256 {spec.sha256}"
 
 
-def _verify(spec: PretrainedSpec, path: Path) -> None:
-    """Raise :class:`CheckpointError` saying what was expected and what was found, unless ``path`` is good."""
+def _check_fits(spec: PretrainedSpec, path: Path) -> None:
+    """Raise unless ``path`` loads weights-only into a fresh model of ``spec.name``, key for key, shape for shape."""
+    load_state_dict_checked(create_model(spec.name), read_checkpoint(path)["state_dict"], spec.name)
+
+
+def _verify(spec: PretrainedSpec, path: Path, accept_own: bool = False) -> None:
+    """Raise :class:`CheckpointError` saying what was expected and what was found, unless ``path`` is good.
+
+    Good means the published file, by SHA-256 where it is known and by structure where it is not.
+    With ``accept_own``, a checkpoint that fits the model but is not the published one (say, one you
+    trained) is good too.
+    """
     if spec.sha256 is None:
-        load_state_dict_checked(create_model(spec.name), read_checkpoint(path)["state_dict"], spec.name)
+        _check_fits(spec, path)
         return
     found = sha256_of(path)
-    if found != spec.sha256:
-        raise CheckpointError(
-            f"expected {_expected(spec)}; found {path.stat().st_size:,} bytes, SHA-256 {found}"
-        )
+    if found == spec.sha256:
+        return
+    mismatch = f"expected {_expected(spec)}; found {path.stat().st_size:,} bytes, SHA-256 {found}"
+    if not accept_own:
+        raise CheckpointError(mismatch)
+    try:
+        _check_fits(spec, path)
+    except CheckpointError as err:
+        raise CheckpointError(f"{mismatch}; nor is it a checkpoint of this model trained elsewhere: {err}") from None
 
 
 def _verify_download(spec: PretrainedSpec, part: Path) -> None:
     try:
-        _verify(spec, part)
+        _check_fits(spec, part)
     except CheckpointError as err:
         raise CheckpointError(f"the server sent a file that failed verification: {err}") from None
 
@@ -171,7 +188,7 @@ def _ways_out(spec: PretrainedSpec, folder: Path, download: bool) -> str:
 
 
 def _move_aside(path: Path) -> Path:
-    aside = path.with_name(path.name + ".corrupt")
+    aside = path.with_name(path.name + ".unverified")
     try:
         os.replace(path, aside)
     except FileNotFoundError:  # a concurrent process moved it first
@@ -185,7 +202,9 @@ def fetch_checkpoint(
     """Return the path of a verified checkpoint file, downloading it on first use.
 
     A cached file is checked (SHA-256, or structure where the hash is unknown) on every call. One
-    that fails is moved aside as ``<file>.corrupt`` with a warning and fetched again, once.
+    that fails is moved aside as ``<file>.unverified`` with a warning and fetched again, once.
+    With ``download=False`` the folder is used as it is: a file that is not the published one is
+    still accepted if it is a safe checkpoint that fits the model (one written by training, say).
     Raises :class:`CheckpointError` with the URL, the folder and how to place the file by hand.
     """
     spec = _spec(name)
@@ -194,12 +213,13 @@ def fetch_checkpoint(
     cached_problem = None
     if path.is_file():
         try:
-            _verify(spec, path)
+            _verify(spec, path, accept_own=not download)
             return path
         except CheckpointError as err:
             if not download:
                 raise CheckpointError(
-                    f"The cached {name!r} checkpoint {path} failed verification: {err}\n{_ways_out(spec, folder, download)}"
+                    f"The cached {name!r} checkpoint {path} failed verification: {err}\n"
+                    + _ways_out(spec, folder, download)
                 ) from None
             aside = _move_aside(path)
             cached_problem = f"{err}; it was moved to {aside}"
@@ -283,9 +303,8 @@ def load_pretrained(
     see :func:`fetch_checkpoint` for verification and errors.
     """
     path = fetch_checkpoint(name, checkpoint_dir, download=download, progress=progress)
-    device = default_device() if device is None else torch.device(device)
-    ckpt = read_checkpoint(path, map_location=device)
+    ckpt = read_checkpoint(path)  # onto the CPU first: the published tensors were saved on a GPU
     model = create_model(name)
     load_state_dict_checked(model, ckpt["state_dict"], name)
-    model.to(device).eval()
+    model.to(default_device() if device is None else device).eval()
     return model, dict(ckpt.get("result") or {})

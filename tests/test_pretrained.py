@@ -37,7 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def fast_network(monkeypatch):
-    """Short timeouts and no back-off pauses, so every failure below is met in about a second."""
+    """Short timeouts and no back-off pauses, so every failure below is met in about a second;
+    loopback requests bypass any proxy the machine is configured with."""
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setattr(download, "CONNECT_TIMEOUT", 5.0)
     monkeypatch.setattr(download, "READ_TIMEOUT", 1.0)
     monkeypatch.setattr(download, "RETRIES", 1)
@@ -166,7 +168,8 @@ def test_404_is_reported_with_the_url_and_both_ways_out(server, cache):
 
 def test_a_connection_closed_mid_body_is_retried_then_reported(server, cache, published_dir):
     server.add(SIMPLE, published_dir / SIMPLE, fault="close")
-    with pytest.raises(CheckpointError, match=r"closed after 1,160,896 of 2,321,793 bytes \(gave up after 2 attempts\)"):
+    closed = r"closed after 1,160,896 of 2,321,793 bytes \(gave up after 2 attempts\)"
+    with pytest.raises(CheckpointError, match=closed):
         fetch_checkpoint("simple", progress=False)
     assert server.requests == [SIMPLE, SIMPLE]
     assert files_in(cache) == []
@@ -237,7 +240,7 @@ def test_a_corrupted_cached_file_is_moved_aside_and_replaced(server, cache, publ
     with pytest.warns(RuntimeWarning, match="failed verification.*found 1,000 bytes.*moved it to"):
         load_pretrained("simple", device="cpu", progress=False)
     assert server.requests == [SIMPLE]
-    assert files_in(cache) == [SIMPLE, SIMPLE + ".corrupt"]
+    assert files_in(cache) == [SIMPLE, SIMPLE + ".unverified"]
     assert download.sha256_of(cache / SIMPLE) == REGISTRY["simple"].sha256
 
 
@@ -248,16 +251,34 @@ def test_a_corrupted_cache_that_cannot_be_refetched_explains_everything(server, 
     message = str(err.value)
     assert "HTTP 404" in message
     assert f"cached copy: expected 2,321,793 bytes, SHA-256 {REGISTRY['simple'].sha256}; found 27 bytes" in message
-    assert f"moved to {cache / SIMPLE}.corrupt" in message
+    assert f"moved to {cache / SIMPLE}.unverified" in message
     assert "Place the file by hand" in message
-    assert files_in(cache) == [SIMPLE + ".corrupt"]
+    assert files_in(cache) == [SIMPLE + ".unverified"]
 
 
 def test_a_corrupted_cache_with_download_false_says_what_differs(cache):
     (cache / VARDEQ).write_bytes(b"x" * 10)
-    with pytest.raises(CheckpointError, match="failed verification: expected 2,660,225 bytes.*found 10 bytes"):
+    differs = "failed verification: expected 2,660,225 bytes.*found 10 bytes.*nor is it"
+    with pytest.raises(CheckpointError, match=differs):
         fetch_checkpoint("vardeq", download=False)
     assert files_in(cache) == [VARDEQ]  # download=False leaves the folder as it was
+
+
+def test_download_false_accepts_a_checkpoint_you_trained_and_download_true_restores_the_published_one(
+    server, cache, published_dir
+):
+    own = create_model("simple").state_dict()
+    torch.save({"state_dict": own, "result": {"test_bpd": 3.0}}, cache / SIMPLE)
+    model, result = load_pretrained("simple", download=False, device="cpu")
+    assert result == {"test_bpd": 3.0}
+    assert torch.equal(model.state_dict()["flows.1.network.nn.0.weight"], own["flows.1.network.nn.0.weight"])
+    assert server.requests == []
+
+    server.add(SIMPLE, published_dir / SIMPLE)
+    with pytest.warns(RuntimeWarning, match="failed verification"):
+        _, result = load_pretrained("simple", device="cpu", progress=False)
+    assert result["test"][0]["test_bpd"] == pytest.approx(1.0784, abs=1e-4)
+    assert files_in(cache) == [SIMPLE, SIMPLE + ".unverified"]  # your file is set aside, not deleted
 
 
 def test_temporary_files_of_dead_processes_are_swept_but_live_ones_kept(server, cache, published_dir):
@@ -272,6 +293,18 @@ def test_temporary_files_of_dead_processes_are_swept_but_live_ones_kept(server, 
     assert files_in(cache) == sorted([SIMPLE, live.name])
 
 
+def test_an_interrupted_download_leaves_nothing_behind(server, tmp_path, published_dir):
+    server.add(SIMPLE, published_dir / SIMPLE)
+
+    def interrupt(part: Path) -> None:  # as if the student stopped the kernel just before the rename
+        assert part.is_file()
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        download.download_file(server.url + SIMPLE, tmp_path / "cache" / SIMPLE, verify=interrupt, progress=False)
+    assert files_in(tmp_path / "cache") == []
+
+
 # --- safety: weights only ------------------------------------------------------------------------
 
 
@@ -281,9 +314,9 @@ def test_a_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path, cache, se
 
     with pytest.raises(CheckpointError, match=r"refusing to load .*evil.ckpt: it asks to run io.open"):
         read_checkpoint(evil)
-    # In the cache, under a hashed name: the hash check fails before any unpickling.
+    # In the cache, under a hashed name: the hash differs, and the weights-only load refuses it.
     (cache / SIMPLE).write_bytes(evil.read_bytes())
-    with pytest.raises(CheckpointError, match="failed verification: expected 2,321,793 bytes"):
+    with pytest.raises(CheckpointError, match="failed verification: expected 2,321,793 bytes.*refusing to load"):
         load_pretrained("simple", download=False)
     # In the cache, under the name checked by structure: the weights-only load refuses it.
     (cache / MULTISCALE).write_bytes(evil.read_bytes())
@@ -302,11 +335,12 @@ def test_a_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path, cache, se
     assert marker.exists()
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's remark on a non-torch file
 def test_a_plain_pickle_is_refused_too(tmp_path):
     marker = tmp_path / "code-ran"
     path = tmp_path / "plain.ckpt"
     path.write_bytes(pickle.dumps({"state_dict": _RunsCodeOnLoad(marker)}))
-    with pytest.warns(UserWarning, match="pickle protocol"), pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
         read_checkpoint(path)
     assert not marker.exists()
 
@@ -366,10 +400,12 @@ def test_download_checkpoints_tries_every_name_and_lists_the_failures(server, ca
 def test_two_processes_downloading_at_once_end_with_one_good_file(server, cache, published_dir):
     server.add(VARDEQ, published_dir / VARDEQ)
     server.gate(2)  # neither answer starts before both requests have arrived
-    script = "from nflows_tutorial.pretrained import fetch_checkpoint; print(fetch_checkpoint('vardeq', progress=False))"
+    script = "from nflows_tutorial.pretrained import fetch_checkpoint as f; print(f('vardeq', progress=False))"
     env = {**os.environ, URL_VARIABLE: server.url, "PATH_CHECKPOINT": str(cache)}
     workers = [
-        subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     outputs = [worker.communicate(timeout=300) for worker in workers]
