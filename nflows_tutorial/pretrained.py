@@ -22,6 +22,7 @@ from .paths import checkpoint_dir as _resolve_dir
 
 __all__ = [
     "CheckpointError",
+    "IncompleteDownloadError",
     "PretrainedSpec",
     "REGISTRY",
     "DEFAULT_BASE_URL",
@@ -41,6 +42,22 @@ URL_VARIABLE = "NFLOWS_TUTORIAL_CHECKPOINT_URL"
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unsafe, corrupt, or belongs to another model; the message says what to do."""
+
+
+class IncompleteDownloadError(CheckpointError):
+    """:func:`download_checkpoints` could not fetch some of the models.
+
+    ``fetched`` maps each model that is now in the cache to its file, ``failed`` each other model
+    to the error that stopped it.
+    """
+
+    def __init__(self, fetched: dict[str, Path], failed: dict[str, CheckpointError]) -> None:
+        done = f" (verified: {', '.join(fetched)})" if fetched else ""
+        details = "\n\n".join(f"[{name}] {err}" for name, err in failed.items())
+        total = len(fetched) + len(failed)
+        super().__init__(f"{len(failed)} of {total} checkpoints could not be fetched{done}.\n\n{details}")
+        self.fetched = fetched
+        self.failed = failed
 
 
 @dataclass(frozen=True)
@@ -235,7 +252,7 @@ def fetch_checkpoint(
         )
     url = checkpoint_url(name)
     if progress:
-        size = "" if spec.size is None else f" ({spec.size / 2**20:.1f} MiB)"
+        size = "" if spec.size is None else f" ({spec.size / 2**20:.2f} MiB)"
         print(f"Downloading the {name!r} checkpoint{size} from {url}\n  into {folder.absolute()}", file=sys.stderr)
     try:
         download_file(
@@ -260,26 +277,24 @@ def download_checkpoints(
 ) -> dict[str, Path]:
     """Fill the checkpoint cache: fetch and verify the named models (``None``: all of them).
 
-    Returns each model's verified file. Every name is tried even when an earlier one fails; the
-    :class:`CheckpointError` raised afterwards lists each failure with its way out.
+    Returns each model's verified file, in the order asked. An unknown name raises ``ValueError``
+    before anything is downloaded. Every name is tried even when an earlier one fails; then
+    :class:`IncompleteDownloadError` lists each failure with its way out.
     """
     if isinstance(names, str):
         names = [names]
     chosen = list(dict.fromkeys(REGISTRY if names is None else names))
     for name in chosen:
-        _spec(name)  # reject a typo before anything is downloaded
+        _spec(name)
     fetched: dict[str, Path] = {}
-    failures: list[str] = []
+    failed: dict[str, CheckpointError] = {}
     for name in chosen:
         try:
             fetched[name] = fetch_checkpoint(name, checkpoint_dir, progress=progress)
         except CheckpointError as err:
-            failures.append(f"[{name}] {err}")
-    if failures:
-        done = f" (verified: {', '.join(fetched)})" if fetched else ""
-        raise CheckpointError(
-            f"{len(failures)} of {len(chosen)} checkpoints could not be fetched{done}.\n\n" + "\n\n".join(failures)
-        )
+            failed[name] = err
+    if failed:
+        raise IncompleteDownloadError(fetched, failed)
     return fetched
 
 

@@ -12,8 +12,9 @@ __all__ = ["LoopbackServer", "FAULTS"]
 # What a route can do instead of answering normally:
 #   "close": send the headers (full Content-Length) and half the body, then hang up;
 #   "stall": send the headers and half the body, then go silent until the server stops;
+#   "mute":  accept the request and send nothing at all until the server stops;
 #   "503":   answer 503 Service Unavailable, as an overloaded server does.
-FAULTS = ("close", "stall", "503")
+FAULTS = ("close", "stall", "mute", "503")
 
 
 @dataclass
@@ -111,6 +112,9 @@ class LoopbackServer:
                     self.send_error(404)
                     return
                 fault = server._next_fault(route)
+                if fault == "mute":
+                    server._stopping.wait()
+                    return
                 if fault == "503":
                     self.send_error(503)
                     return

@@ -22,6 +22,7 @@ from nflows_tutorial.pretrained import (
     REGISTRY,
     URL_VARIABLE,
     CheckpointError,
+    IncompleteDownloadError,
     checkpoint_url,
     download_checkpoints,
     fetch_checkpoint,
@@ -128,7 +129,7 @@ def test_first_call_downloads_and_verifies_then_later_calls_stay_offline(server,
     assert torch.equal(model.state_dict()["flows.1.network.nn.0.weight"], stored["flows.1.network.nn.0.weight"])
     assert result["test"][0]["test_bpd"] == pytest.approx(1.0784, abs=1e-4)
     shown = capsys.readouterr().err
-    assert f"Downloading the 'simple' checkpoint (2.2 MiB) from {server.url}{SIMPLE}" in shown
+    assert f"Downloading the 'simple' checkpoint (2.21 MiB) from {server.url}{SIMPLE}" in shown
     assert "100%" in shown and "2.21M/2.21M" in shown
 
     again, result_again = load_pretrained("simple", device="cpu")
@@ -201,9 +202,10 @@ def test_a_file_of_the_wrong_size_is_refused_before_it_is_read(server, cache, pu
     assert files_in(cache) == []
 
 
-def test_a_server_that_stalls_past_the_read_timeout(server, cache, published_dir, monkeypatch):
+@pytest.mark.parametrize("fault", ["stall", "mute"])  # silent mid-body, or silent before any answer
+def test_a_server_that_stalls_past_the_read_timeout(server, cache, published_dir, monkeypatch, fault):
     monkeypatch.setattr(download, "READ_TIMEOUT", 0.3)
-    server.add(SIMPLE, published_dir / SIMPLE, fault="stall")
+    server.add(SIMPLE, published_dir / SIMPLE, fault=fault)
     with pytest.raises(CheckpointError, match=r"sent nothing for 0.3 s \(read timeout\) \(gave up after 2 attempts\)"):
         fetch_checkpoint("simple", progress=False)
     assert server.requests == [SIMPLE, SIMPLE]
@@ -386,11 +388,13 @@ def test_download_checkpoints_rejects_typos_before_downloading(server):
 
 def test_download_checkpoints_tries_every_name_and_lists_the_failures(server, cache, published_dir):
     server.add(VARDEQ, published_dir / VARDEQ)
-    with pytest.raises(CheckpointError) as err:
+    with pytest.raises(IncompleteDownloadError) as err:
         download_checkpoints(["multiscale", "vardeq"], progress=False)
     message = str(err.value)
     assert message.startswith("1 of 2 checkpoints could not be fetched (verified: vardeq).")
     assert "[multiscale] Could not download the 'multiscale' checkpoint: the server answered HTTP 404" in message
+    assert err.value.fetched == {"vardeq": cache / VARDEQ}
+    assert list(err.value.failed) == ["multiscale"] and "HTTP 404" in str(err.value.failed["multiscale"])
     assert files_in(cache) == [VARDEQ]
 
 
