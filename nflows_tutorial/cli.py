@@ -1,0 +1,409 @@
+"""The ``nflows-tutorial`` command line: evaluate, train, sample, interpolate, download, bench."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, NoReturn
+
+__all__ = ["main", "build_parser", "USAGE_ERROR"]
+
+USAGE_ERROR = 2
+PROG = "nflows-tutorial"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block) and exit with :data:`USAGE_ERROR`."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _UsageError(Exception):
+    """A request that cannot be served as given: reported in one line, exit code 2."""
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# Argument types ----------------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _devices(text: str) -> int | str | list[int]:
+    """``auto``, a device count, or a comma-separated list of device indices (``0,1``)."""
+    if text == "auto":
+        return text
+    if "," in text:
+        try:
+            indices = [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            indices = []
+        if not indices or min(indices) < 0:
+            raise argparse.ArgumentTypeError(f"expected 'auto', a count or indices like 0,1; got {text!r}")
+        return indices
+    return _positive_int(text)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> timedelta:
+    """``90``/``90s``, ``30m``, ``2h``, ``1d``, or ``[[DD:]HH:]MM:SS`` as a time span."""
+    text = text.strip()
+    if match := re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", text):
+        seconds = float(match[1]) * _UNITS[match[2] or "s"]
+    elif re.fullmatch(r"\d+(:\d+){1,3}", text):
+        seconds = 0.0
+        for part, scale in zip(reversed(text.split(":")), (1, 60, 3600, 86400)):
+            seconds += int(part) * scale
+    else:
+        raise argparse.ArgumentTypeError(f"expected a duration like 90s, 30m, 2h or DD:HH:MM:SS, got {text!r}")
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"the duration must be positive, got {text!r}")
+    return timedelta(seconds=seconds)
+
+
+def _png(text: str) -> Path:
+    path = Path(text)
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"the output is a PNG image: give a file name ending in .png, got {text!r}")
+    return path
+
+
+# Shared pieces ------------------------------------------------------------------------------------------
+def _model_names() -> tuple[str, ...]:
+    from .builders import MODEL_NAMES
+
+    return MODEL_NAMES
+
+
+def _add_checkpoint_source(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint-dir", type=Path, default=None,
+                        help="folder of MNISTFlow_<model>.ckpt files (default: $PATH_CHECKPOINT or saved_models/tutorial11)")
+    parser.add_argument("--offline", action="store_true",
+                        help="never download: use only checkpoints and MNIST files already on disk")
+    parser.add_argument("--device", default="auto", help="torch device to run on: auto (default), cpu, cuda, cuda:1, ...")
+
+
+def _device(text: str):
+    import torch
+
+    from .pretrained import default_device
+
+    if text == "auto":
+        return default_device()
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise _UsageError(f"unknown device {text!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise _UsageError(f"device {text!r} was asked for, but this machine has no usable CUDA GPU; use --device cpu")
+    return device
+
+
+def _load(name: str, args: argparse.Namespace):
+    from .pretrained import load_pretrained
+
+    return load_pretrained(name, checkpoint_dir=args.checkpoint_dir, download=not args.offline,
+                           device=_device(args.device), progress=not args.quiet)
+
+
+def _dataset(split: str, args: argparse.Namespace):
+    from .data import load_mnist
+
+    return load_mnist(split, download=not args.offline)
+
+
+# evaluate -------------------------------------------------------------------------------------------------
+def _evaluate_one(name: str, args: argparse.Namespace, datasets: dict[str, Any]) -> dict[str, Any]:
+    from .data import make_loader
+    from .evaluation import count_parameters, evaluate_bpd, stored_numbers, time_likelihood, time_sampling
+
+    model, stored = _load(name, args)
+    row: dict[str, Any] = {"model": name, "val_bpd": None, "test_bpd": None, "inference_ms": None, "sampling_ms": None}
+    for split, dataset in datasets.items():
+        loader = make_loader(dataset, args.batch_size, limit=args.limit)
+        if not args.quiet:
+            _say(f"{name}: bits per dimension on {len(loader.dataset):,} {split} images, "
+                 f"{args.importance_samples} importance samples each")
+        row[f"{split}_bpd"] = evaluate_bpd(model, loader, args.importance_samples, seed=args.seed,
+                                           progress=not args.quiet)
+    if args.timing:
+        row["inference_ms"] = 1000 * time_likelihood(model, repeats=args.repeats)
+        row["sampling_ms"] = 1000 * time_sampling(model, repeats=args.repeats)
+    row["params"] = count_parameters(model)
+    row.update(stored_numbers(stored))
+    row.update(images={split: min(len(d), args.limit or len(d)) for split, d in datasets.items()},
+               importance_samples=args.importance_samples, device=str(model.device))
+    return row
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import results_table
+    from .pretrained import CheckpointError
+
+    names = list(dict.fromkeys(args.model or _model_names()))
+    splits = ("val", "test") if args.split == "both" else (args.split,)
+    datasets = {split: _dataset(split, args) for split in splits}
+    _device(args.device)  # a bad device is a usage error, before any checkpoint is fetched
+    rows = []
+    for name in names:
+        try:
+            rows.append(_evaluate_one(name, args, datasets))
+        except CheckpointError as err:
+            # The full message (with its ways out) is one `download` away; the table needs one line.
+            _say(f"{name}: skipped, {str(err).splitlines()[0]} (details: {PROG} download {name})")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif rows:
+        print(results_table(rows, fmt=args.format))
+    if not rows:
+        _say("no model could be evaluated")
+        return 1
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="the results table: bpd, speed and size of each model, beside the published numbers",
+                       description="Measure each model on this machine: validation and test bits per dimension "
+                                   "(importance-sampled), time to score and to sample a batch of 64, parameter count; "
+                                   "print them beside the numbers stored in the published checkpoints.")
+    p.add_argument("--model", nargs="+", action="extend", choices=_model_names(), metavar="NAME",
+                   help=f"models to evaluate, any of {', '.join(_model_names())} (default: all)")
+    p.add_argument("--split", choices=("val", "test", "both"), default="both", help="which splits to score (default: both)")
+    p.add_argument("--importance-samples", type=_positive_int, default=8,
+                   help="dequantization draws averaged per image (default: 8, as published)")
+    p.add_argument("--limit", type=_positive_int, default=None, help="score only the first N images of each split")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default: 64)")
+    p.add_argument("--repeats", type=_positive_int, default=5,
+                   help="timed repetitions per speed measurement; the median is reported (default: 5)")
+    p.add_argument("--no-timing", dest="timing", action="store_false", help="skip the speed measurements")
+    p.add_argument("--seed", type=int, default=42, help="seed of the dequantization noise (default: 42)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    p.add_argument("--format", default="github", help="tabulate table format (default: github)")
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    _add_checkpoint_source(p)
+    p.set_defaults(run=_run_evaluate)
+
+
+# train ------------------------------------------------------------------------------------------------------
+def _run_train(args: argparse.Namespace) -> int:
+    from .evaluation import results_table, stored_numbers
+    from .training import NonFiniteLossError, TrainingError, run_paths, train_flow
+
+    try:
+        model, result = train_flow(
+            args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_steps=args.max_steps,
+            max_time=args.max_time, limit=args.limit, accelerator=args.accelerator, devices=args.devices,
+            strategy=args.strategy, num_nodes=args.num_nodes, precision=args.precision, resume=args.resume,
+            overwrite=args.overwrite, out_dir=args.out_dir, seed=args.seed,
+            importance_samples=args.importance_samples, checkpoint_every=args.checkpoint_every,
+            timing_repeats=args.repeats, progress=not args.quiet,
+        )
+    except NonFiniteLossError as err:
+        _say(f"training stopped: {err}")
+        return 1
+    except TrainingError as err:
+        raise _UsageError(str(err)) from None
+    if not result:  # a secondary process of a multi-process run: the first one reports
+        return 0
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    numbers = stored_numbers(result)
+    row = {"model": args.model, "val_bpd": numbers["stored_val_bpd"], "test_bpd": numbers["stored_test_bpd"],
+           "inference_ms": numbers["stored_inference_ms"], "sampling_ms": numbers["stored_sampling_ms"],
+           "params": result["params"]}
+    print(results_table([row], fmt=args.format))
+    print(f"trained {result['global_step']} steps; wrote {run_paths(args.model, args.out_dir)['published']}")
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model with PyTorch Lightning",
+                       description="Train one of the course's flows as the tutorial did (Adam 1e-3, learning rate x0.99 "
+                                   "per epoch, gradient clipping 1.0, batch 128, best validation bpd kept), test it with "
+                                   "importance sampling, and write MNISTFlow_<model>.ckpt in the published format.")
+    p.add_argument("--model", required=True, choices=_model_names(), metavar="NAME",
+                   help=f"one of {', '.join(_model_names())}")
+    p.add_argument("--epochs", type=_positive_int, default=200, help="maximum number of epochs (default: 200)")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="training images per step (default: 128)")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    p.add_argument("--max-steps", type=_positive_int, default=None, help="stop after this many optimizer steps")
+    p.add_argument("--max-time", type=_duration, default=None, help="stop after this long: 90s, 30m, 2h or DD:HH:MM:SS")
+    p.add_argument("--limit", type=_positive_int, default=None, help="use only the first N images of each split")
+    p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto (default), cpu, gpu, ...")
+    p.add_argument("--devices", type=_devices, default="auto", help="device count or indices, e.g. 2 or 0,1 (default: auto)")
+    p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp, ddp_spawn (default: auto)")
+    p.add_argument("--num-nodes", type=_positive_int, default=1, help="machines taking part (default: 1)")
+    p.add_argument("--precision", default="32-true", help="Lightning precision, e.g. 32-true (default), bf16-mixed")
+    p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="start afresh, deleting the checkpoints of an earlier run")
+    p.add_argument("--out-dir", type=Path, default=None, help="folder for runs and trained checkpoints (default: runs/)")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=200,
+                   help="also write last.ckpt every N steps, not only after each epoch (default: 200)")
+    p.add_argument("--importance-samples", type=_positive_int, default=8, help="draws per image in the final test (default: 8)")
+    p.add_argument("--repeats", type=_positive_int, default=3, help="timed repetitions for the speed numbers (default: 3)")
+    p.add_argument("--seed", type=int, default=42, help="seed for weights, shuffling and noise (default: 42)")
+    p.add_argument("--json", action="store_true", help="print the result dict as JSON")
+    p.add_argument("--format", default="github", help="tabulate table format (default: github)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_train)
+
+
+# sample, interpolate ----------------------------------------------------------------------------------------------
+def _run_sample(args: argparse.Namespace) -> int:
+    from .sampling import draw_samples, save_image_grid
+
+    model, _ = _load(args.model, args)
+    imgs = draw_samples(model, args.n, seed=args.seed)
+    print(save_image_grid(imgs, args.out, nrow=args.nrow))
+    return 0
+
+
+def _run_interpolate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .sampling import interpolate, save_image_grid
+
+    dataset = _dataset(args.split, args)
+    needed = args.first + 2 * args.pairs
+    if needed > len(dataset):
+        raise _UsageError(f"--first {args.first} with --pairs {args.pairs} needs {needed} images, "
+                          f"the {args.split} split has {len(dataset)}")
+    model, _ = _load(args.model, args)
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
+    images = dataset.images[args.first:needed].to(torch.int32)
+    rows = [interpolate(model, images[2 * i], images[2 * i + 1], num_steps=args.steps) for i in range(args.pairs)]
+    print(save_image_grid(torch.cat(rows), args.out, nrow=args.steps))
+    return 0
+
+
+def _add_sample(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sample", help="draw images from a model into a PNG grid")
+    p.add_argument("--model", required=True, choices=_model_names(), metavar="NAME", help=f"one of {', '.join(_model_names())}")
+    p.add_argument("-n", type=_positive_int, default=64, help="number of images (default: 64)")
+    p.add_argument("--nrow", type=_positive_int, default=8, help="images per row of the grid (default: 8)")
+    p.add_argument("--seed", type=int, default=None, help="make the draw repeatable")
+    p.add_argument("--out", type=_png, required=True, help="PNG file to write")
+    p.add_argument("--quiet", action="store_true", help="no download progress")
+    _add_checkpoint_source(p)
+    p.set_defaults(run=_run_sample)
+
+    p = sub.add_parser("interpolate", help="decode straight lines between the latents of image pairs into a PNG grid")
+    p.add_argument("--model", required=True, choices=_model_names(), metavar="NAME", help=f"one of {', '.join(_model_names())}")
+    p.add_argument("--pairs", type=_positive_int, default=4, help="number of image pairs, one row each (default: 4)")
+    p.add_argument("--steps", type=int, choices=range(2, 65), default=8, metavar="2..64",
+                   help="images per row, both ends included (default: 8)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="test", help="where the pairs come from (default: test)")
+    p.add_argument("--first", type=int, default=0, help="index of the first image used (default: 0)")
+    p.add_argument("--seed", type=int, default=42, help="seed of the dequantization noise (default: 42)")
+    p.add_argument("--out", type=_png, required=True, help="PNG file to write")
+    p.add_argument("--quiet", action="store_true", help="no download progress")
+    _add_checkpoint_source(p)
+    p.set_defaults(run=_run_interpolate)
+
+
+# download -----------------------------------------------------------------------------------------------------------
+def _run_download(args: argparse.Namespace) -> int:
+    from .pretrained import IncompleteDownloadError, download_checkpoints
+
+    if args.all == bool(args.names):
+        raise _UsageError("name the checkpoints to download, or pass --all (not both)")
+    unknown = [name for name in args.names if name not in _model_names()]
+    if unknown:
+        raise _UsageError(f"unknown model {unknown[0]!r}; choose from {', '.join(_model_names())}")
+    try:
+        fetched, failed = download_checkpoints(args.names or None, args.checkpoint_dir, not args.quiet), {}
+    except IncompleteDownloadError as err:
+        fetched, failed = err.fetched, err.failed
+    for name, path in fetched.items():
+        print(f"{name}: {path}")
+    for name, err in failed.items():
+        _say(f"{name}: failed, {err}")
+    return 1 if failed else 0
+
+
+def _add_download(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("download", help="fetch published checkpoints into the checkpoint folder")
+    p.add_argument("names", nargs="*", metavar="NAME", help=f"checkpoints to fetch: any of {', '.join(_model_names())}")
+    p.add_argument("--all", action="store_true", help="fetch every published checkpoint")
+    p.add_argument("--checkpoint-dir", type=Path, default=None, help="where to put them (default: $PATH_CHECKPOINT or saved_models/tutorial11)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_download)
+
+
+# bench (the lead's module, loaded only if present) ---------------------------------------------------------------
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    if importlib.util.find_spec(f"{__package__}.bench") is None:
+        return
+    p = sub.add_parser("bench", help="time the building blocks of the flows")
+    try:
+        bench = importlib.import_module(f"{__package__}.bench")
+        bench.add_arguments(p)
+    except Exception as err:  # a broken bench module must not take the other commands down
+        reason = f"{type(err).__name__}: {err}"
+
+        def unavailable(_: argparse.Namespace) -> int:
+            _say(f"bench is unavailable here ({reason})")
+            return 1
+
+        p.set_defaults(run=unavailable)
+        return
+    p.set_defaults(run=bench.run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, one sub-command per job."""
+    parser = _Parser(prog=PROG, description="Deep normalizing flows on MNIST: the course's jobs without a notebook.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for add in (_add_evaluate, _add_train, _add_sample, _add_download, _add_bench):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit code: 0 done, 1 failed, 2 bad request."""
+    args = build_parser().parse_args(argv)
+    from .data import DataUnavailableError
+    from .pretrained import CheckpointError
+
+    handler: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return handler(args)
+    except (_UsageError, DataUnavailableError, ValueError) as err:
+        _say(f"{PROG} {args.command}: error: {err}")
+        return USAGE_ERROR
+    except CheckpointError as err:
+        _say(f"{PROG} {args.command}: {err}")
+        return 1
+    except KeyboardInterrupt:
+        _say(f"{PROG} {args.command}: interrupted")
+        return 130

@@ -1,0 +1,178 @@
+"""Measuring a trained flow: bits per dimension on a data split, likelihood and sampling speed, the results table."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from .model import ImageFlow
+
+__all__ = [
+    "evaluate_bpd",
+    "time_likelihood",
+    "time_sampling",
+    "count_parameters",
+    "stored_numbers",
+    "results_table",
+    "TABLE_COLUMNS",
+]
+
+# Row keys measured here, each paired with the key that holds the number stored in a published checkpoint.
+TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("val_bpd", "stored_val_bpd", "Validation bpd"),
+    ("test_bpd", "stored_test_bpd", "Test bpd"),
+    ("inference_ms", "stored_inference_ms", "Inference ms / 64"),
+    ("sampling_ms", "stored_sampling_ms", "Sampling ms / 64"),
+)
+
+
+def _images(batch: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    return batch if isinstance(batch, torch.Tensor) else batch[0]
+
+
+def _rng_devices(device: torch.device) -> list[int]:
+    return [device.index or 0] if device.type == "cuda" else []
+
+
+def evaluate_bpd(
+    model: ImageFlow,
+    loader: Iterable,
+    importance_samples: int = 8,
+    seed: int | None = 42,
+    progress: bool = False,
+) -> float:
+    """Mean bits per dimension over every image the loader yields (each image counts once).
+
+    Each image's likelihood is the importance-sampled estimate of
+    :meth:`ImageFlow.log_likelihood` with ``importance_samples`` dequantization draws. With a
+    ``seed`` the draws are reproducible and the caller's random state is left as it was.
+    Runs under ``torch.inference_mode`` on the model's device, in eval mode.
+    """
+    if importance_samples < 1:
+        raise ValueError(f"importance_samples must be at least 1, got {importance_samples}")
+    device = model.device
+    was_training = model.training
+    total, count = 0.0, 0
+    batches: Iterable = loader
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(loader, total=len(loader) if isinstance(loader, DataLoader) else None, desc="bpd", leave=False)
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=_rng_devices(device), enabled=seed is not None), torch.inference_mode():
+            if seed is not None:
+                torch.manual_seed(seed)
+            for batch in batches:
+                imgs = _images(batch).to(device)
+                bpd = model.bits_per_dim(imgs, importance_samples)
+                total += float(bpd.double().sum())
+                count += imgs.shape[0]
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("the loader yielded no images, so there is nothing to evaluate")
+    return total / count
+
+
+def _median_seconds(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int) -> float:
+    """Median wall time of ``fn()`` after ``warmup`` untimed calls (which absorb one-off start-up costs)."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be at least 1 and warmup at least 0, got {repeats} and {warmup}")
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def time_likelihood(model: ImageFlow, batch_size: int = 64, repeats: int = 5, warmup: int = 1) -> float:
+    """Seconds to compute the likelihood of one batch of images (one dequantization draw each).
+
+    This is the tutorial's "inference time". The median of ``repeats`` timed calls is returned,
+    after ``warmup`` untimed ones, so a GPU warm-up or a busy moment does not count against a model.
+    """
+    gen = torch.Generator().manual_seed(0)
+    imgs = torch.randint(0, 256, (batch_size, *model.image_shape), generator=gen, dtype=torch.int32).to(model.device)
+    with torch.inference_mode():
+        return _median_seconds(lambda: model.log_likelihood(imgs), model.device, repeats, warmup)
+
+
+def time_sampling(model: ImageFlow, batch_size: int = 64, repeats: int = 5, warmup: int = 1) -> float:
+    """Seconds to draw one batch of ``batch_size`` images (median of ``repeats``, after ``warmup``)."""
+    return _median_seconds(lambda: model.sample(batch_size), model.device, repeats, warmup)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of learnable values in a model."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def _stored_bpd(result: Mapping[str, Any], split: str) -> float | None:
+    entries = result.get(split)
+    if isinstance(entries, Sequence) and entries and isinstance(entries[0], Mapping) and "test_bpd" in entries[0]:
+        return float(entries[0]["test_bpd"])
+    return None
+
+
+def stored_numbers(result: Mapping[str, Any]) -> dict[str, float | None]:
+    """The numbers a checkpoint's ``result`` dict holds, under the ``stored_*`` keys of a table row.
+
+    The published dicts keep bpd as ``{"val": [{"test_bpd": ...}], "test": [...]}`` and times in
+    seconds per batch of 64 as ``time`` (likelihood, per importance sample) and ``samp_time``.
+    Missing entries come back as ``None``.
+    """
+    def ms(key: str) -> float | None:
+        value = result.get(key)
+        return None if value is None else 1000.0 * float(value)
+
+    return {
+        "stored_val_bpd": _stored_bpd(result, "val"),
+        "stored_test_bpd": _stored_bpd(result, "test"),
+        "stored_inference_ms": ms("time"),
+        "stored_sampling_ms": ms("samp_time"),
+    }
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def results_table(rows: Sequence[Mapping[str, Any]], fmt: str = "github") -> str:
+    """Format result rows as the tutorial's comparison table, each measurement beside its stored value.
+
+    A row is a dict with ``model``, ``val_bpd``, ``test_bpd``, ``inference_ms``, ``sampling_ms``,
+    ``params`` and optionally the ``stored_*`` numbers of :func:`stored_numbers`; a missing or
+    ``None`` value prints as ``-``. ``fmt`` is any ``tabulate`` table format.
+    """
+    from tabulate import tabulate
+
+    headers = ["Model"]
+    for _, _, title in TABLE_COLUMNS:
+        headers += [title, "(stored)"]
+    headers.append("Parameters")
+    body = []
+    for row in rows:
+        line = [row["model"]]
+        for key, stored_key, _ in TABLE_COLUMNS:
+            digits = 4 if key.endswith("bpd") else 0
+            line += [_cell(row.get(key), digits), _cell(row.get(stored_key), digits)]
+        params = row.get("params")
+        line.append("-" if params is None else f"{int(params):,}")
+        body.append(line)
+    return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True, colalign=("left",) + ("right",) * 9)

@@ -1,0 +1,84 @@
+"""Images from a trained flow: samples, latent interpolations, and a PNG grid to keep them in."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .model import ImageFlow
+
+__all__ = ["draw_samples", "interpolate", "image_grid", "save_image_grid"]
+
+
+def draw_samples(model: ImageFlow, n: int = 64, seed: int | None = None) -> torch.Tensor:
+    """Draw ``n`` int32 images ``[n, C, H, W]``; a ``seed`` makes the draw repeatable on the same device."""
+    if n < 1:
+        raise ValueError(f"the number of samples must be positive, got {n}")
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=model.device).manual_seed(seed)
+    # Split-off channels of a multi-scale model are drawn from the global generator: seed it as well.
+    with torch.random.fork_rng(devices=[model.device.index or 0] if model.device.type == "cuda" else [],
+                               enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return model.sample(n, generator=generator)
+
+
+def interpolate(model: ImageFlow, img1: torch.Tensor, img2: torch.Tensor, num_steps: int = 8) -> torch.Tensor:
+    """Decode ``num_steps`` evenly spaced points on the line between the latents of two images.
+
+    Both images (integer tensors ``[C, H, W]``) are encoded; the final latents are mixed as
+    ``(1 - t) z1 + t z2`` for ``t`` from 0 to 1 and decoded with ``sample(z_init=...)``, so the
+    first image is close to ``img1`` and the last to ``img2``. A multi-scale model draws its
+    split-off channels afresh, so the ends are not exact copies. Returns int32 ``[num_steps, C, H, W]``.
+    """
+    if num_steps < 2:
+        raise ValueError(f"an interpolation needs at least 2 steps (the two ends), got {num_steps}")
+    for name, img in (("img1", img1), ("img2", img2)):
+        if img.dim() != 3:
+            raise ValueError(f"{name} must be one image [C, H, W], got shape {list(img.shape)}")
+    imgs = torch.stack([img1, img2]).to(model.device)
+    with torch.inference_mode():
+        z, _ = model.encode(imgs)
+        t = torch.linspace(0, 1, num_steps, device=z.device, dtype=z.dtype).view(-1, *([1] * (z.dim() - 1)))
+        z_path = (1 - t) * z[0:1] + t * z[1:2]
+    return model.sample(z_path.shape, z_init=z_path)
+
+
+def image_grid(imgs: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
+    """Tile integer images ``[N, C, H, W]`` (0..255) into one uint8 image ``[C, H', W']`` with ``nrow`` per row."""
+    from torchvision.utils import make_grid
+
+    if imgs.dim() != 4:
+        raise ValueError(f"expected a batch of images [N, C, H, W], got shape {list(imgs.shape)}")
+    if nrow < 1:
+        raise ValueError(f"nrow must be positive, got {nrow}")
+    grid = make_grid(imgs.detach().cpu().to(torch.float32) / 255.0, nrow=nrow, padding=padding, pad_value=0.5)
+    return (grid * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def save_image_grid(imgs: torch.Tensor, path: str | os.PathLike, nrow: int = 8) -> Path:
+    """Write integer images ``[N, C, H, W]`` as one PNG grid at ``path`` (written whole or not at all)."""
+    from PIL import Image
+
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"the image grid is written as PNG; give a path ending in .png, got {path.name!r}")
+    grid = image_grid(imgs, nrow=nrow)
+    array = grid[0].numpy() if grid.shape[0] == 1 else grid.permute(1, 2, 0).numpy()
+    # make_grid repeats a single channel three times; keep one so that the PNG is greyscale.
+    if array.ndim == 3 and imgs.shape[1] == 1:
+        array = array[..., 0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            Image.fromarray(array).save(out, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
