@@ -47,9 +47,12 @@ class DownloadError(RuntimeError):
     """
 
     def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"downloading {url} failed: {reason}")
+        super().__init__(url, reason)  # both in args, so the error survives pickling between processes
         self.url = url
         self.reason = reason
+
+    def __str__(self) -> str:
+        return f"downloading {self.url} failed: {self.reason}"
 
 
 class _Permanent(Exception):
@@ -212,6 +215,8 @@ def download_file(
     read_timeout = READ_TIMEOUT if read_timeout is None else read_timeout
     retries = RETRIES if retries is None else retries
     backoff = BACKOFF if backoff is None else backoff
+    if retries < 0:
+        raise ValueError(f"retries must be 0 or more, got {retries}")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -52,12 +52,15 @@ class IncompleteDownloadError(CheckpointError):
     """
 
     def __init__(self, fetched: dict[str, Path], failed: dict[str, CheckpointError]) -> None:
-        done = f" (verified: {', '.join(fetched)})" if fetched else ""
-        details = "\n\n".join(f"[{name}] {err}" for name, err in failed.items())
-        total = len(fetched) + len(failed)
-        super().__init__(f"{len(failed)} of {total} checkpoints could not be fetched{done}.\n\n{details}")
+        super().__init__(fetched, failed)  # both in args, so the error survives pickling between processes
         self.fetched = fetched
         self.failed = failed
+
+    def __str__(self) -> str:
+        done = f" (verified: {', '.join(self.fetched)})" if self.fetched else ""
+        details = "\n\n".join(f"[{name}] {err}" for name, err in self.failed.items())
+        total = len(self.fetched) + len(self.failed)
+        return f"{len(self.failed)} of {total} checkpoints could not be fetched{done}.\n\n{details}"
 
 
 @dataclass(frozen=True)

@@ -295,6 +295,16 @@ def test_temporary_files_of_dead_processes_are_swept_but_live_ones_kept(server, 
     assert files_in(cache) == sorted([SIMPLE, live.name])
 
 
+def test_download_errors_name_the_url_and_survive_pickling(server, tmp_path):
+    url = server.url + "nothing-here"
+    with pytest.raises(download.DownloadError) as err:
+        download.download_file(url, tmp_path / "x", progress=False)
+    assert (err.value.url, err.value.reason) == (url, "the server answered HTTP 404 Not Found")
+    assert str(pickle.loads(pickle.dumps(err.value))) == f"downloading {url} failed: {err.value.reason}"
+    with pytest.raises(ValueError, match="retries must be 0 or more"):
+        download.download_file(server.url + "x", tmp_path / "x", retries=-1)
+
+
 def test_an_interrupted_download_leaves_nothing_behind(server, tmp_path, published_dir):
     server.add(SIMPLE, published_dir / SIMPLE)
 
@@ -395,6 +405,7 @@ def test_download_checkpoints_tries_every_name_and_lists_the_failures(server, ca
     assert "[multiscale] Could not download the 'multiscale' checkpoint: the server answered HTTP 404" in message
     assert err.value.fetched == {"vardeq": cache / VARDEQ}
     assert list(err.value.failed) == ["multiscale"] and "HTTP 404" in str(err.value.failed["multiscale"])
+    assert str(pickle.loads(pickle.dumps(err.value))) == message  # it can cross a process boundary
     assert files_in(cache) == [VARDEQ]
 
 
@@ -403,7 +414,7 @@ def test_download_checkpoints_tries_every_name_and_lists_the_failures(server, ca
 
 def test_two_processes_downloading_at_once_end_with_one_good_file(server, cache, published_dir):
     server.add(VARDEQ, published_dir / VARDEQ)
-    server.gate(2)  # neither answer starts before both requests have arrived
+    server.gate(2, timeout=120)  # neither answer starts before both requests have arrived
     script = "from nflows_tutorial.pretrained import fetch_checkpoint as f; print(f('vardeq', progress=False))"
     env = {**os.environ, URL_VARIABLE: server.url, "PATH_CHECKPOINT": str(cache)}
     workers = [
