@@ -252,8 +252,7 @@ def download_file(
                 print(f"Attempt {attempt} of {attempts} failed: {reason}; retrying in {pause:g} s", file=sys.stderr)
             time.sleep(pause)
         except OSError as err:
-            where = part if part is not None else dest.parent
-            raise DownloadError(url, f"cannot write {where} ({err.strerror or err})") from None
+            raise DownloadError(url, f"cannot write into {dest.parent} ({err.strerror or err})") from None
         finally:
             if part is not None:
                 part.unlink(missing_ok=True)

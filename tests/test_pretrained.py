@@ -138,10 +138,21 @@ def test_first_call_downloads_and_verifies_then_later_calls_stay_offline(server,
     assert capsys.readouterr().err == ""
 
 
-def test_a_file_url_mirror_serves_a_local_folder(monkeypatch, cache, published_dir):
+def test_a_file_url_mirror_serves_a_local_folder(monkeypatch, tmp_path, cache, published_dir):
     monkeypatch.setenv(URL_VARIABLE, published_dir.as_uri() + "/")
     assert fetch_checkpoint("vardeq", progress=False) == cache / VARDEQ
     assert download.sha256_of(cache / VARDEQ) == REGISTRY["vardeq"].sha256
+    # An explicit folder wins over $PATH_CHECKPOINT.
+    assert fetch_checkpoint("simple", checkpoint_dir=tmp_path, progress=False) == tmp_path / SIMPLE
+    assert files_in(cache) == [VARDEQ]
+
+
+def test_a_folder_that_cannot_be_created_is_named(server, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should go")
+    with pytest.raises(CheckpointError, match=f"cannot create the folder {blocker / 'tutorial11'}"):
+        fetch_checkpoint("simple", checkpoint_dir=blocker / "tutorial11", progress=False)
+    assert server.requests == []
 
 
 def test_a_missing_file_on_a_file_url_mirror_is_not_retried(monkeypatch, tmp_path, cache):
@@ -343,7 +354,7 @@ def test_a_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path, cache, se
     assert not marker.exists()
 
     # The file really is dangerous: an unsafe load would have run its code.
-    torch.load(evil, weights_only=False)
+    torch.load(evil, weights_only=False)["result"].close()  # "result" became the file it opened
     assert marker.exists()
 
 
