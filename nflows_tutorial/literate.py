@@ -1,16 +1,18 @@
-"""Show the source of the package's classes and functions, syntax-highlighted, inside a notebook."""
+"""Reading the package from a notebook: highlighted source of its objects, and autograd checks of its maths."""
 
 from __future__ import annotations
 
 import inspect
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
-__all__ = ["SourceView", "show_source"]
+__all__ = ["SourceView", "show_source", "autograd_log_det"]
 
 
 @dataclass(frozen=True)
@@ -60,3 +62,18 @@ def show_source(obj: object, *members: str) -> SourceView:
         parts.append(textwrap.dedent(inspect.getsource(vars(obj)[member])))
     title = f"{name}.{members[0]}" if len(members) == 1 else f"{name}: {', '.join(members)}"
     return SourceView(title, "\n".join(parts))
+
+
+def autograd_log_det(fn: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    """``log|det J|`` of ``fn`` at one sample ``z`` (batch size 1), with the Jacobian built by autograd.
+
+    ``fn`` must map ``z`` to a tensor with as many values as ``z``; the result is a 0-d tensor to
+    compare with the log-determinant a layer reports for the same input.
+    """
+    if z.shape[0] != 1:
+        raise ValueError(f"autograd_log_det takes one sample (batch size 1), got a batch of {z.shape[0]}")
+    out_size = fn(z).numel()
+    if out_size != z.numel():
+        raise ValueError(f"fn maps {z.numel()} values to {out_size}; a Jacobian determinant needs a square map")
+    jac = torch.autograd.functional.jacobian(lambda flat: fn(flat.view_as(z)).flatten(), z.flatten())
+    return torch.linalg.slogdet(jac).logabsdet

@@ -128,6 +128,8 @@ def test_histogram_compares_with_uniform():
     assert ax.lines[0].get_ydata()[0] == 1.0
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         plots.plot_dequantization_histogram(torch.tensor([0.5, 1.5]))
+    edge = plots.plot_dequantization_histogram(torch.tensor([-5e-6, 0.5, 1 + 5e-6]), bins=2)
+    assert [p.get_height() for p in edge.axes[0].patches] == pytest.approx([2 / 3, 4 / 3])
 
 
 def test_show_source_returns_highlighted_package_code():

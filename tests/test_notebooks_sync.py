@@ -1,0 +1,72 @@
+"""The course notebooks: each .py and its .ipynb hold the same cells, and the .ipynb keeps a full run."""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+SOURCES = sorted(NOTEBOOKS.glob("*.py"))
+REPO_URL = "https://github.com/nflows-tutorial/nflows-tutorial"
+
+
+def cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]:
+    return [(c.cell_type, c.source.strip(), sorted(c.get("metadata", {}).get("tags", []))) for c in nb.cells]
+
+
+def code_of(cell: nbformat.NotebookNode) -> str:
+    """The Python of a code cell, with IPython magics blanked out."""
+    return "\n".join("" if line.lstrip().startswith("%") else line for line in cell.source.splitlines())
+
+
+def test_jupytext_config_pairs_py_and_ipynb():
+    config = tomllib.loads((ROOT / "jupytext.toml").read_text())
+    assert set(config["formats"].split(",")) == {"ipynb", "py:percent"}
+
+
+def test_every_notebook_is_a_pair():
+    assert SOURCES, f"no notebooks found in {NOTEBOOKS}"
+    assert {p.stem for p in SOURCES} == {p.stem for p in NOTEBOOKS.glob("*.ipynb")}, (
+        "each notebooks/*.py needs its .ipynb and vice versa; run `jupytext --sync notebooks/*.py`"
+    )
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_py_and_ipynb_hold_the_same_cells(source):
+    text = jupytext.read(source)
+    stored = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+    assert cells(text) == cells(stored), (
+        f"{source.name} and its .ipynb have drifted apart; edit the .py, then run "
+        f"`jupytext --sync {source.relative_to(ROOT)}` and re-execute the notebook"
+    )
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_stored_notebook_is_one_complete_run(source):
+    stored = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+    code = [c for c in stored.cells if c.cell_type == "code"]
+    counts = [c.execution_count for c in code]
+    assert counts == list(range(1, len(code) + 1)), (
+        f"{source.with_suffix('.ipynb').name} was not executed top to bottom in one run (execution counts "
+        f"{counts}); re-run it with `jupyter nbconvert --to notebook --execute --inplace`"
+    )
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"stored outputs contain an error: {errors[0].ename}: {errors[0].evalue}"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_notebook_installs_the_package_and_redefines_none_of_it(source):
+    nb = jupytext.read(source)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert f'REPO_URL = "{REPO_URL}"' in code[0].source, "the first code cell must install the package from REPO_URL"
+    assert "import nflows_tutorial" in code[0].source
+    for cell in code:
+        tree = ast.parse(code_of(cell))
+        classes = [node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
+        assert not classes, f"{source.name} defines class {classes[0]}; show the package's own with show_source"
