@@ -89,6 +89,13 @@ def _duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def _steps(text: str) -> int:
+    value = _positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"an interpolation needs at least 2 steps (its two ends), got {value}")
+    return value
+
+
 def _png(text: str) -> Path:
     path = Path(text)
     if path.suffix.lower() != ".png":
@@ -224,7 +231,7 @@ def _run_train(args: argparse.Namespace) -> int:
             strategy=args.strategy, num_nodes=args.num_nodes, precision=args.precision, resume=args.resume,
             overwrite=args.overwrite, out_dir=args.out_dir, seed=args.seed,
             importance_samples=args.importance_samples, checkpoint_every=args.checkpoint_every,
-            timing_repeats=args.repeats, progress=not args.quiet,
+            timing_repeats=args.repeats if args.timing else 0, progress=not args.quiet,
         )
     except NonFiniteLossError as err:
         _say(f"training stopped: {err}")
@@ -270,6 +277,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="also write last.ckpt every N steps, not only after each epoch (default: 200)")
     p.add_argument("--importance-samples", type=_positive_int, default=8, help="draws per image in the final test (default: 8)")
     p.add_argument("--repeats", type=_positive_int, default=3, help="timed repetitions for the speed numbers (default: 3)")
+    p.add_argument("--no-timing", dest="timing", action="store_false", help="skip the speed measurements after training")
     p.add_argument("--seed", type=int, default=42, help="seed for weights, shuffling and noise (default: 42)")
     p.add_argument("--json", action="store_true", help="print the result dict as JSON")
     p.add_argument("--format", default="github", help="tabulate table format (default: github)")
@@ -320,8 +328,7 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("interpolate", help="decode straight lines between the latents of image pairs into a PNG grid")
     p.add_argument("--model", required=True, choices=_model_names(), metavar="NAME", help=f"one of {', '.join(_model_names())}")
     p.add_argument("--pairs", type=_positive_int, default=4, help="number of image pairs, one row each (default: 4)")
-    p.add_argument("--steps", type=int, choices=range(2, 65), default=8, metavar="2..64",
-                   help="images per row, both ends included (default: 8)")
+    p.add_argument("--steps", type=_steps, default=8, help="images per row, both ends included (default: 8)")
     p.add_argument("--split", choices=("train", "val", "test"), default="test", help="where the pairs come from (default: test)")
     p.add_argument("--first", type=int, default=0, help="index of the first image used (default: 0)")
     p.add_argument("--seed", type=int, default=42, help="seed of the dequantization noise (default: 42)")
