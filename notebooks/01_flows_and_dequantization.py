@@ -172,6 +172,15 @@ print(f"uniform guess over 256 levels: {bits_per_dim(clueless_log_px, D).item():
 # would be infinite. Going back (to sample) applies the sigmoid, undoes the $\alpha$ step, scales by
 # $L$ and rounds down: any $u \in [0, 1)$ lands back on the same integer.
 
+# %%
+plot_flow_chain(
+    ["add $u$,\ndivide by $L$", r"$\alpha$ step", "logit"],
+    notes=[r"$v \in [0, 1)$", r"$y \in (0, 1)$", r"$z \in \mathbb{R}$"],
+    source="$x$\n(integers)",
+    target="$z$, on to the\nnext layer",
+    title=r"Inside the dequantization layer (reverse: sigmoid, undo $\alpha$, times $L$, round down)",
+)
+
 # %% tags=["nbval-ignore-output"]
 show_source(Dequantization, "forward", "dequantize", "logit", "sigmoid")
 

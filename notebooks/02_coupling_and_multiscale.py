@@ -389,8 +389,8 @@ for name, model in models.items():
 
 # %% [markdown]
 # The multi-scale model has nearly three times the parameters of the others because its
-# conditioners work on 4 and 8 channels with wider hidden layers, yet, as notebook 3 measures, it is
-# not slower: its couplings run on 14x14 and 7x7 grids. Each diagram below is drawn from the model
+# conditioners work on 4 and 8 channels with wider hidden layers; it is not three times slower,
+# though, because most of its couplings run on 14x14 and 7x7 grids (notebook 3 measures it). Each diagram below is drawn from the model
 # object, one box per entry of `model.flows`, with the shape that layer outputs:
 
 # %%
