@@ -1,0 +1,177 @@
+"""Training: resumable data order, early refusals, and real runs that are killed, go wrong, or use two processes."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from nflows_tutorial.data import ImageDataset
+from nflows_tutorial.pretrained import load_pretrained, read_checkpoint
+from nflows_tutorial.training import ResumableBatches, TrainingError, check_writable, run_paths, train_flow
+from test_cli import run_cli, start_cli
+
+# A training run a 2-core machine finishes in about a minute: 3 steps of 8 images per epoch.
+STEPS_PER_EPOCH = 3
+TINY_TRAIN = [
+    "train", "--model", "simple", "--limit", str(8 * STEPS_PER_EPOCH), "--batch-size", "8",
+    "--importance-samples", "1", "--no-timing", "--accelerator", "cpu", "--quiet",
+]
+
+
+def numbered_images(n: int) -> ImageDataset:
+    """Images whose first pixel is their index, so a batch tells which images it holds."""
+    images = torch.zeros(n, 1, 2, 2, dtype=torch.uint8)
+    images[:, 0, 0, 0] = torch.arange(n, dtype=torch.uint8)
+    return ImageDataset(images, torch.zeros(n, dtype=torch.int64))
+
+
+def ids(batches) -> list[list[int]]:
+    return [batch[0][:, 0, 0, 0].tolist() for batch in batches]
+
+
+def following(batches: ResumableBatches, epoch: int = 0, rank: int = 0, world_size: int = 1) -> ResumableBatches:
+    batches.follow(SimpleNamespace(current_epoch=epoch, global_rank=rank, world_size=world_size))
+    return batches
+
+
+# The data order ----------------------------------------------------------------------------------------------------
+def test_batch_order_depends_only_on_seed_and_epoch():
+    data = numbered_images(40)
+    first = ids(following(ResumableBatches(data, 8, seed=1), epoch=0))
+    assert first == ids(following(ResumableBatches(data, 8, seed=1), epoch=0))
+    assert first != ids(following(ResumableBatches(data, 8, seed=1), epoch=1))
+    assert first != ids(following(ResumableBatches(data, 8, seed=2), epoch=0))
+    assert sorted(sum(first, [])) == list(range(40))  # a permutation, every batch full
+
+
+def test_processes_share_out_disjoint_full_batches():
+    data = numbered_images(42)
+    shards = [ids(following(ResumableBatches(data, 5, seed=0), rank=r, world_size=2)) for r in range(2)]
+    assert [len(s) for s in shards] == [4, 4]  # 21 images each, 4 full batches of 5
+    seen = [i for shard in shards for batch in shard for i in batch]
+    assert all(len(batch) == 5 for shard in shards for batch in shard)
+    assert len(seen) == len(set(seen)) == 40
+
+
+def test_a_restored_state_continues_after_the_batches_already_trained_on():
+    data = numbered_images(40)
+    whole = ids(following(ResumableBatches(data, 8, seed=3), epoch=2))
+    resumed = following(ResumableBatches(data, 8, seed=3), epoch=2)
+    resumed.load_state_dict({"epoch": 2, "consumed": 3})
+    assert ids(resumed) == whole[3:]
+    assert ids(resumed) == whole  # only the first iteration after a restore skips ahead
+
+
+# Refusals before any training ---------------------------------------------------------------------------------------
+def test_an_unwritable_output_folder_is_reported_before_training(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(TrainingError, match="cannot write training output"):
+        train_flow("simple", out_dir=blocker / "runs", progress=False)
+
+
+def test_a_full_disk_is_reported_before_training(tmp_path):
+    free = shutil.disk_usage(tmp_path).free
+    with pytest.raises(TrainingError, match=r"MiB free .* needs about"):
+        check_writable(tmp_path / "runs", need_bytes=free + 2**40)
+
+
+def test_resume_needs_a_last_checkpoint_and_a_new_run_will_not_overwrite_one(tmp_path):
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train_flow("simple", out_dir=tmp_path, resume=True, progress=False)
+    paths = run_paths("simple", tmp_path)
+    paths["checkpoints"].mkdir(parents=True, exist_ok=True)
+    paths["last"].write_bytes(b"from an earlier run")
+    with pytest.raises(TrainingError, match="--resume.*--overwrite"):
+        train_flow("simple", out_dir=tmp_path, progress=False)
+
+
+def test_bad_counts_are_refused():
+    with pytest.raises(ValueError, match="limit .* smaller than batch_size"):
+        train_flow("simple", limit=4, batch_size=8)
+    with pytest.raises(ValueError, match="max_steps must be positive"):
+        train_flow("simple", max_steps=0)
+
+
+# Real runs -----------------------------------------------------------------------------------------------------------
+def wait_for_mid_epoch_checkpoint(proc, last: Path, timeout: float = 900.0) -> dict:
+    """Poll until ``last`` holds a checkpoint written in the middle of an epoch; return it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"training ended (code {proc.returncode}) before it could be killed: {proc.stderr.read()}")
+        if last.is_file():
+            ckpt = torch.load(last, map_location="cpu", weights_only=True)
+            if ckpt["global_step"] % STEPS_PER_EPOCH:
+                return ckpt
+        time.sleep(0.05)
+    pytest.fail(f"no mid-epoch checkpoint at {last} after {timeout} s")
+
+
+def optimizer_step(ckpt: dict) -> int:
+    return int(ckpt["optimizer_states"][0]["state"][0]["step"])
+
+
+def test_a_killed_run_resumes_at_the_same_step_and_ends_where_an_unbroken_run_does(tmp_path):
+    killed_dir, whole_dir = tmp_path / "killed", tmp_path / "whole"
+    # Far more steps than the test waits for, a last.ckpt after every step, then SIGKILL mid-epoch.
+    proc = start_cli(*TINY_TRAIN, "--epochs", "100", "--checkpoint-every", "1", "--out-dir", str(killed_dir))
+    last = run_paths("simple", killed_dir)["last"]
+    try:
+        at_kill = wait_for_mid_epoch_checkpoint(proc, last)
+    finally:
+        proc.kill()
+        proc.wait()
+    step = at_kill["global_step"]
+    epoch, consumed = divmod(step, STEPS_PER_EPOCH)
+    assert optimizer_step(at_kill) == step
+    assert at_kill["lr_schedulers"][0]["last_epoch"] == epoch
+    assert at_kill["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": epoch, "consumed": consumed}]
+
+    target = step + STEPS_PER_EPOCH + 1  # across the next epoch boundary
+    resumed = run_cli(*TINY_TRAIN, "--epochs", "100", "--resume", "--max-steps", str(target), "--out-dir", str(killed_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    unbroken = run_cli(*TINY_TRAIN, "--epochs", "100", "--max-steps", str(target), "--out-dir", str(whole_dir))
+    assert unbroken.returncode == 0, unbroken.stderr
+
+    after = torch.load(last, map_location="cpu", weights_only=True)
+    reference = torch.load(run_paths("simple", whole_dir)["last"], map_location="cpu", weights_only=True)
+    assert after["global_step"] == reference["global_step"] == target
+    assert optimizer_step(after) == optimizer_step(reference) == target
+    assert after["lr_schedulers"] == reference["lr_schedulers"]
+    # Same batches, same noise, same optimizer moments: the weights match the unbroken run.
+    for key, value in reference["state_dict"].items():
+        torch.testing.assert_close(after["state_dict"][key], value, rtol=1e-4, atol=1e-6, msg=key)
+    for key, value in reference["optimizer_states"][0]["state"][0].items():
+        torch.testing.assert_close(after["optimizer_states"][0]["state"][0][key], value, rtol=1e-4, atol=1e-8)
+
+
+def test_a_nan_loss_stops_training_and_says_at_which_step_and_what_to_try(tmp_path):
+    # A learning rate of 1e30 sends the weights past float32 range in one step: a real divergence.
+    result = run_cli(*TINY_TRAIN, "--lr", "1e30", "--out-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    message = next(line for line in result.stderr.splitlines() if line.startswith("training stopped"))
+    assert re.search(r"loss became (nan|inf|-inf) at step \d+", message)
+    assert "--lr" in message
+    assert not run_paths("simple", tmp_path)["published"].exists()
+
+
+def test_two_processes_train_with_lightning_ddp_on_cpu_and_publish_a_loadable_checkpoint(tmp_path):
+    result = run_cli(*TINY_TRAIN, "--devices", "2", "--strategy", "ddp", "--max-steps", "2", "--json",
+                     "--out-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["processes"] == 2 and summary["global_step"] == 2
+    model, stored = load_pretrained("simple", checkpoint_dir=tmp_path, download=False, device="cpu")
+    assert stored["test"] == summary["test"] and stored["val"] == summary["val"]
+    assert not model.training
+    last = read_checkpoint(run_paths("simple", tmp_path)["last"])
+    assert last["global_step"] == 2
