@@ -1,0 +1,118 @@
+"""Evaluation helpers: the image-weighted bpd, the speed measurements and the results table."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nflows_tutorial.data import ImageDataset, make_loader
+from nflows_tutorial.evaluation import (
+    TABLE_COLUMNS,
+    count_parameters,
+    evaluate_bpd,
+    results_table,
+    stored_numbers,
+    time_likelihood,
+    time_sampling,
+)
+from nflows_tutorial.layers import Dequantization
+from nflows_tutorial.model import ImageFlow
+from nflows_tutorial.pretrained import REGISTRY, read_checkpoint
+
+
+@pytest.fixture
+def tiny_flow() -> ImageFlow:
+    """Uniform dequantization onto the prior: no weights, random likelihoods, instant to run."""
+    return ImageFlow([Dequantization()], image_shape=(1, 4, 4))
+
+
+@pytest.fixture
+def ten_images() -> ImageDataset:
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (10, 1, 4, 4), generator=gen, dtype=torch.uint8)
+    return ImageDataset(images, torch.zeros(10, dtype=torch.int64))
+
+
+def test_bpd_is_the_mean_over_images_not_over_batches(tiny_flow, ten_images):
+    loader = make_loader(ten_images, batch_size=4)  # batches of 4, 4 and 2 images
+    got = evaluate_bpd(tiny_flow, loader, importance_samples=3, seed=7)
+    torch.manual_seed(7)
+    per_batch = [tiny_flow.bits_per_dim(imgs, 3).double() for imgs, _ in loader]
+    per_image = torch.cat(per_batch)
+    assert got == pytest.approx(per_image.mean().item(), rel=1e-6)
+    assert got != pytest.approx(torch.stack([b.mean() for b in per_batch]).mean().item(), rel=1e-6)
+
+
+def test_a_seed_makes_bpd_repeatable_and_leaves_the_callers_random_state_alone(tiny_flow, ten_images):
+    loader = make_loader(ten_images, batch_size=4)
+    before = torch.get_rng_state()
+    first = evaluate_bpd(tiny_flow, loader, importance_samples=2, seed=1)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert evaluate_bpd(tiny_flow, loader, importance_samples=2, seed=1) == first
+    assert evaluate_bpd(tiny_flow, loader, importance_samples=2, seed=2) != first
+
+
+def test_evaluation_restores_the_models_mode(tiny_flow, ten_images):
+    tiny_flow.train()
+    evaluate_bpd(tiny_flow, make_loader(ten_images, batch_size=5), importance_samples=1)
+    assert tiny_flow.training
+
+
+def test_evaluation_refuses_nonsense(tiny_flow, ten_images):
+    with pytest.raises(ValueError, match="importance_samples"):
+        evaluate_bpd(tiny_flow, make_loader(ten_images, batch_size=5), importance_samples=0)
+    with pytest.raises(ValueError, match="no images"):
+        evaluate_bpd(tiny_flow, [], importance_samples=1)
+
+
+def test_speed_measurements_are_positive_seconds(tiny_flow):
+    for measure in (time_likelihood, time_sampling):
+        seconds = measure(tiny_flow, batch_size=8, repeats=2)
+        assert math.isfinite(seconds) and seconds > 0
+    with pytest.raises(ValueError, match="repeats"):
+        time_likelihood(tiny_flow, repeats=0)
+
+
+def test_count_parameters_counts_every_learnable_value():
+    assert count_parameters(torch.nn.Linear(3, 2)) == 3 * 2 + 2
+
+
+@pytest.mark.parametrize("name", ["simple", "vardeq"])
+def test_stored_numbers_read_a_published_result(name, published_dir):
+    result = read_checkpoint(published_dir / REGISTRY[name].filename)["result"]
+    numbers = stored_numbers(result)
+    assert numbers["stored_val_bpd"] == result["val"][0]["test_bpd"]
+    assert numbers["stored_test_bpd"] == result["test"][0]["test_bpd"]
+    assert numbers["stored_inference_ms"] == pytest.approx(1000 * result["time"])
+    assert numbers["stored_sampling_ms"] == pytest.approx(1000 * result["samp_time"])
+
+
+def test_stored_numbers_of_an_empty_result_are_missing():
+    assert set(stored_numbers({}).values()) == {None}
+
+
+def table_cells(text: str) -> list[list[str]]:
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines()]
+
+
+def test_results_table_puts_each_measurement_beside_its_stored_value():
+    rows = [
+        {"model": "simple", "val_bpd": 1.07981, "test_bpd": 1.05236, "inference_ms": 812.4, "sampling_ms": 960.0,
+         "params": 556312, "stored_val_bpd": 1.0798, "stored_test_bpd": 1.0784, "stored_inference_ms": 19.6,
+         "stored_sampling_ms": 17.7},
+        {"model": "mine", "val_bpd": None, "test_bpd": 2.5, "params": 10},
+    ]
+    header, _, simple, mine = table_cells(results_table(rows))
+    assert header[0] == "Model" and header[-1] == "Parameters"
+    assert header[1:-1:2] == [title for _, _, title in TABLE_COLUMNS]
+    assert set(header[2:-1:2]) == {"(stored)"}
+    assert simple == ["simple", "1.0798", "1.0798", "1.0524", "1.0784", "812", "20", "960", "18", "556,312"]
+    assert mine == ["mine", "-", "-", "2.5000", "-", "-", "-", "-", "-", "10"]
+
+
+def test_results_table_takes_any_tabulate_format():
+    row = {"model": "simple", "val_bpd": 1.0, "test_bpd": 1.0, "params": 1}
+    assert results_table([row], fmt="html").startswith("<table>")
+    assert "simple" in results_table([row], fmt="plain")
