@@ -177,8 +177,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     names = list(dict.fromkeys(args.model or _model_names()))
     splits = ("val", "test") if args.split == "both" else (args.split,)
+    _device(args.device)  # a bad device is a usage error, found before any data is read
     datasets = {split: _dataset(split, args) for split in splits}
-    _device(args.device)  # a bad device is a usage error, before any checkpoint is fetched
     rows = []
     for name in names:
         try:
@@ -225,7 +225,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from .training import NonFiniteLossError, TrainingError, run_paths, train_flow
 
     try:
-        model, result = train_flow(
+        _, result = train_flow(
             args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_steps=args.max_steps,
             max_time=args.max_time, limit=args.limit, accelerator=args.accelerator, devices=args.devices,
             strategy=args.strategy, num_nodes=args.num_nodes, precision=args.precision, resume=args.resume,
@@ -371,20 +371,23 @@ def _add_download(sub: argparse._SubParsersAction) -> None:
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     if importlib.util.find_spec(f"{__package__}.bench") is None:
         return
-    p = sub.add_parser("bench", help="time the building blocks of the flows")
+    # A broken bench module must not take the other commands down: it becomes a command that says why.
     try:
         bench = importlib.import_module(f"{__package__}.bench")
+        summary = (bench.__doc__ or "Benchmarks").strip().splitlines()[0].rstrip(".")
+        p = sub.add_parser("bench", help=summary[:1].lower() + summary[1:], description=summary + ".")
         bench.add_arguments(p)
-    except Exception as err:  # a broken bench module must not take the other commands down
+        p.set_defaults(run=bench.run)
+        return
+    except Exception as err:
         reason = f"{type(err).__name__}: {err}"
 
-        def unavailable(_: argparse.Namespace) -> int:
-            _say(f"bench is unavailable here ({reason})")
-            return 1
+    def unavailable(_: argparse.Namespace) -> int:
+        _say(f"bench is unavailable here ({reason})")
+        return 1
 
-        p.set_defaults(run=unavailable)
-        return
-    p.set_defaults(run=bench.run)
+    p = sub.choices.get("bench") or sub.add_parser("bench", help="(unavailable here)")
+    p.set_defaults(run=unavailable)
 
 
 def build_parser() -> argparse.ArgumentParser:

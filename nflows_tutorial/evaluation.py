@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -13,6 +14,7 @@ from torch.utils.data import DataLoader
 from .model import ImageFlow
 
 __all__ = [
+    "seeded",
     "evaluate_bpd",
     "time_likelihood",
     "time_sampling",
@@ -35,8 +37,17 @@ def _images(batch: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
     return batch if isinstance(batch, torch.Tensor) else batch[0]
 
 
-def _rng_devices(device: torch.device) -> list[int]:
-    return [device.index or 0] if device.type == "cuda" else []
+@contextmanager
+def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
+    """Run a block with the global random generators (CPU and ``device``) seeded with ``seed``, and put
+    them back as they were afterwards; with ``seed=None`` the block just uses them as they are."""
+    if seed is None:
+        yield
+        return
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield
 
 
 def evaluate_bpd(
@@ -65,9 +76,7 @@ def evaluate_bpd(
         batches = tqdm(loader, total=len(loader) if isinstance(loader, DataLoader) else None, desc="bpd", leave=False)
     model.eval()
     try:
-        with torch.random.fork_rng(devices=_rng_devices(device), enabled=seed is not None), torch.inference_mode():
-            if seed is not None:
-                torch.manual_seed(seed)
+        with seeded(seed, device), torch.inference_mode():
             for batch in batches:
                 imgs = _images(batch).to(device)
                 bpd = model.bits_per_dim(imgs, importance_samples)

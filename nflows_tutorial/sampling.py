@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from .evaluation import seeded
 from .model import ImageFlow
 
 __all__ = ["draw_samples", "interpolate", "image_grid", "save_image_grid"]
@@ -17,15 +18,9 @@ def draw_samples(model: ImageFlow, n: int = 64, seed: int | None = None) -> torc
     """Draw ``n`` int32 images ``[n, C, H, W]``; a ``seed`` makes the draw repeatable on the same device."""
     if n < 1:
         raise ValueError(f"the number of samples must be positive, got {n}")
-    generator = None
-    if seed is not None:
-        generator = torch.Generator(device=model.device).manual_seed(seed)
-    # Split-off channels of a multi-scale model are drawn from the global generator: seed it as well.
-    with torch.random.fork_rng(devices=[model.device.index or 0] if model.device.type == "cuda" else [],
-                               enabled=seed is not None):
-        if seed is not None:
-            torch.manual_seed(seed)
-        return model.sample(n, generator=generator)
+    # The global generators, not a private one: a multi-scale model draws its split-off channels from them.
+    with seeded(seed, model.device):
+        return model.sample(n)
 
 
 def interpolate(model: ImageFlow, img1: torch.Tensor, img2: torch.Tensor, num_steps: int = 8) -> torch.Tensor:

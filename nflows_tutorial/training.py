@@ -189,7 +189,7 @@ def run_paths(name: str, out_dir: str | os.PathLike | None = None) -> dict[str, 
 
     ``published`` is the ``MNISTFlow_<name>.ckpt`` file that ``load_pretrained(name,
     checkpoint_dir=out_dir)`` reads; ``checkpoints`` holds Lightning's ``last.ckpt`` and the best
-    ``val_bpd`` checkpoint; ``logs`` holds the TensorBoard or CSV logs.
+    ``val_bpd`` checkpoint; ``run / "logs"`` holds the TensorBoard or CSV logs.
     """
     root = Path(out_dir) if out_dir is not None else default_out_dir()
     run = root / name
@@ -198,7 +198,6 @@ def run_paths(name: str, out_dir: str | os.PathLike | None = None) -> dict[str, 
         "run": run,
         "checkpoints": run / "checkpoints",
         "last": run / "checkpoints" / f"{LAST}.ckpt",
-        "logs": run,
         "published": root / REGISTRY[name].filename if name in REGISTRY else root / f"MNISTFlow_{name}.ckpt",
     }
 
@@ -395,7 +394,7 @@ def train_flow(
     val_loader = make_loader(val_set, EVAL_BATCH_SIZE, limit=limit)
 
     best, *callbacks = _checkpoint_callbacks(paths["checkpoints"], checkpoint_every)
-    logger = _logger(paths["logs"])
+    logger = _logger(paths["run"])
     try:
         trainer = pl.Trainer(
             default_root_dir=str(paths["run"]),
@@ -425,9 +424,6 @@ def train_flow(
     trainer.fit(model, train_batches, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
     if not trainer.is_global_zero:
         return model, {}
-    if trainer.interrupted:
-        raise TrainingError(f"training was interrupted; continue it with --resume (from {paths['last']})")
-
     if best.best_model_path and Path(best.best_model_path).is_file():
         model.load_state_dict(read_checkpoint(best.best_model_path)["state_dict"])
     model.eval()

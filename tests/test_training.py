@@ -141,6 +141,7 @@ def test_a_killed_run_resumes_at_the_same_step_and_ends_where_an_unbroken_run_do
     unbroken = run_cli(*TINY_TRAIN, "--epochs", "100", "--max-steps", str(target), "--out-dir", str(whole_dir))
     assert unbroken.returncode == 0, unbroken.stderr
 
+    assert list(last.parent.glob("best-*.ckpt"))  # validation ran after the epoch boundary
     after = torch.load(last, map_location="cpu", weights_only=True)
     reference = torch.load(run_paths("simple", whole_dir)["last"], map_location="cpu", weights_only=True)
     assert after["global_step"] == reference["global_step"] == target
@@ -173,5 +174,7 @@ def test_two_processes_train_with_lightning_ddp_on_cpu_and_publish_a_loadable_ch
     model, stored = load_pretrained("simple", checkpoint_dir=tmp_path, download=False, device="cpu")
     assert stored["test"] == summary["test"] and stored["val"] == summary["val"]
     assert not model.training
-    last = read_checkpoint(run_paths("simple", tmp_path)["last"])
-    assert last["global_step"] == 2
+    paths = run_paths("simple", tmp_path)
+    assert read_checkpoint(paths["last"])["global_step"] == 2
+    logs = paths["run"] / "logs"
+    assert list(logs.rglob("metrics.csv")) or list(logs.rglob("events.out.tfevents*"))
