@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import importlib.util
 import json
@@ -238,6 +239,13 @@ def _run_train(args: argparse.Namespace) -> int:
         return 1
     except TrainingError as err:
         raise _UsageError(str(err)) from None
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # Checkpoints are renamed into place only when complete, so the last one on disk is intact.
+        _say(f"training stopped: the disk filled up ({err.filename or 'while writing'}); free some space, "
+             f"then continue with --resume")
+        return 1
     if not result:  # a secondary process of a multi-process run: the first one reports
         return 0
     if args.json:

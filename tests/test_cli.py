@@ -30,10 +30,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-def start_cli(*args: str) -> subprocess.Popen:
-    """Start ``python -m nflows_tutorial ARGS`` without waiting for it."""
-    return subprocess.Popen([sys.executable, "-m", "nflows_tutorial", *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def start_cli(*args: str, log: Path) -> subprocess.Popen:
+    """Start ``python -m nflows_tutorial ARGS`` without waiting for it; its output goes to ``log``."""
+    with open(log, "w") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "nflows_tutorial", *args], cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT)
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -98,6 +99,13 @@ def test_a_gpu_asked_for_on_a_machine_without_one_is_a_usage_error(published_dir
                      "--checkpoint-dir", str(published_dir), "--out", "never.png"])
     assert code == cli.USAGE_ERROR
     assert "--device cpu" in capsys.readouterr().err
+
+
+def test_options_lightning_rejects_are_one_line_and_exit_code_2(tmp_path, capsys):
+    code = cli.main(["train", "--model", "simple", "--precision", "fp7", "--out-dir", str(tmp_path), "--quiet"])
+    assert code == cli.USAGE_ERROR
+    (line,) = error_lines(capsys.readouterr().err)
+    assert "'fp7'" in line and "bf16-mixed" in line
 
 
 def test_argument_types():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -101,17 +102,26 @@ def test_bad_counts_are_refused():
 
 
 # Real runs -----------------------------------------------------------------------------------------------------------
-def wait_for_mid_epoch_checkpoint(proc, last: Path, timeout: float = 900.0) -> dict:
-    """Poll until ``last`` holds a checkpoint written in the middle of an epoch; return it."""
+def kill_mid_epoch(proc, last: Path, log: Path, timeout: float = 900.0) -> dict:
+    """SIGKILL the training process at a moment when ``last`` holds a mid-epoch checkpoint; return it.
+
+    The process is frozen (SIGSTOP) while the file is read, so it cannot write a newer one between
+    the check and the kill.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"training ended (code {proc.returncode}) before it could be killed: {proc.stderr.read()}")
+            pytest.fail(f"training ended (code {proc.returncode}) before it could be killed:\n{log.read_text()}")
         if last.is_file():
+            proc.send_signal(signal.SIGSTOP)
             ckpt = torch.load(last, map_location="cpu", weights_only=True)
             if ckpt["global_step"] % STEPS_PER_EPOCH:
+                proc.kill()
+                proc.wait()
                 return ckpt
+            proc.send_signal(signal.SIGCONT)
         time.sleep(0.05)
+    proc.kill()
     pytest.fail(f"no mid-epoch checkpoint at {last} after {timeout} s")
 
 
@@ -122,13 +132,10 @@ def optimizer_step(ckpt: dict) -> int:
 def test_a_killed_run_resumes_at_the_same_step_and_ends_where_an_unbroken_run_does(tmp_path):
     killed_dir, whole_dir = tmp_path / "killed", tmp_path / "whole"
     # Far more steps than the test waits for, a last.ckpt after every step, then SIGKILL mid-epoch.
-    proc = start_cli(*TINY_TRAIN, "--epochs", "100", "--checkpoint-every", "1", "--out-dir", str(killed_dir))
+    log = tmp_path / "killed.log"
+    proc = start_cli(*TINY_TRAIN, "--epochs", "100", "--checkpoint-every", "1", "--out-dir", str(killed_dir), log=log)
     last = run_paths("simple", killed_dir)["last"]
-    try:
-        at_kill = wait_for_mid_epoch_checkpoint(proc, last)
-    finally:
-        proc.kill()
-        proc.wait()
+    at_kill = kill_mid_epoch(proc, last, log)
     step = at_kill["global_step"]
     epoch, consumed = divmod(step, STEPS_PER_EPOCH)
     assert optimizer_step(at_kill) == step
