@@ -161,7 +161,7 @@ def _evaluate_one(name: str, args: argparse.Namespace, datasets: dict[str, Any])
             _say(f"{name}: bits per dimension on {len(loader.dataset):,} {split} images, "
                  f"{args.importance_samples} importance samples each")
         row[f"{split}_bpd"] = evaluate_bpd(model, loader, args.importance_samples, seed=args.seed,
-                                           progress=not args.quiet)
+                                           progress=not args.quiet, desc=f"{name} {split}")
     if args.timing:
         row["inference_ms"] = 1000 * time_likelihood(model, repeats=args.repeats)
         row["sampling_ms"] = 1000 * time_sampling(model, repeats=args.repeats)

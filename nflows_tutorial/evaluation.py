@@ -9,8 +9,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
-
 from .model import ImageFlow
 
 __all__ = [
@@ -56,13 +54,15 @@ def evaluate_bpd(
     importance_samples: int = 8,
     seed: int | None = 42,
     progress: bool = False,
+    desc: str = "bpd",
 ) -> float:
     """Mean bits per dimension over every image the loader yields (each image counts once).
 
     Each image's likelihood is the importance-sampled estimate of
     :meth:`ImageFlow.log_likelihood` with ``importance_samples`` dequantization draws. With a
     ``seed`` the draws are reproducible and the caller's random state is left as it was.
-    Runs under ``torch.inference_mode`` on the model's device, in eval mode.
+    Runs under ``torch.inference_mode`` on the model's device, in eval mode; ``progress`` shows a
+    bar labelled ``desc``.
     """
     if importance_samples < 1:
         raise ValueError(f"importance_samples must be at least 1, got {importance_samples}")
@@ -73,7 +73,7 @@ def evaluate_bpd(
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(loader, total=len(loader) if isinstance(loader, DataLoader) else None, desc="bpd", leave=False)
+        batches = tqdm(loader, total=len(loader) if hasattr(loader, "__len__") else None, desc=desc, leave=False)
     model.eval()
     try:
         with seeded(seed, device), torch.inference_mode():

@@ -310,7 +310,8 @@ def _final_test(
     result: dict[str, Any] = {}
     for split, dataset in (("val", val_set), ("test", load_mnist("test"))):
         loader = make_loader(dataset, EVAL_BATCH_SIZE, limit=limit)
-        bpd = evaluate_bpd(model, loader, importance_samples=importance_samples, seed=seed, progress=progress)
+        bpd = evaluate_bpd(model, loader, importance_samples=importance_samples, seed=seed, progress=progress,
+                           desc=f"{split} bpd")
         result[split] = [{"test_bpd": bpd}]
     if timing_repeats:
         result["time"] = time_likelihood(model, repeats=timing_repeats)
