@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+
 from .model import ImageFlow
 
 __all__ = [
