@@ -100,6 +100,10 @@ class VariationalDequantization(Dequantization):
     determinant of that little flow is ``-log q(u|x)`` relative to the uniform, so the training loss
     stays the same expression as for uniform dequantization.
 
+    Because :meth:`sigmoid` undoes the alpha scaling, the learned ``u`` lies in
+    :math:`(-\frac{\alpha}{2(1-\alpha)}, 1 + \frac{\alpha}{2(1-\alpha)})`, a sliver (about 5e-6 for
+    the default alpha) wider than ``[0, 1)`` on each side; a draw in that sliver quantizes to a neighbour.
+
     References: Ho et al. (2019), "Flow++: Improving flow-based generative models with variational
     dequantization and architecture design".
 

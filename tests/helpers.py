@@ -1,0 +1,12 @@
+"""Small helpers shared by test modules."""
+
+import torch
+
+
+def randomize(module: torch.nn.Module, scale: float = 0.2) -> torch.nn.Module:
+    """Give every parameter random non-zero values so that no coupling is the identity."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * scale)
+    return module
