@@ -1,0 +1,186 @@
+"""Benchmarks: the plain and the fast path of each model side by side, on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from typing import Any
+
+import torch
+
+__all__ = ["add_arguments", "run", "measure"]
+
+#: Sizes of the issue's table: batch 128 for a training step, 64 for likelihood and sampling.
+FULL = {"train_batch": 128, "eval_batch": 64, "repeats": 3}
+TINY = {"train_batch": 8, "eval_batch": 4, "repeats": 1}
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _best_of(repeats: int, fn) -> float:
+    fn()  # warm-up: allocator, kernel selection, compilation
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def measure(name: str, fast: bool, train_batch: int, eval_batch: int, repeats: int) -> dict[str, Any]:
+    """Time one model on one path: training step, likelihood and sampling; peak memory of a training step.
+
+    Meant to run in a fresh process (see :func:`run`), so that the memory high-water mark belongs to it.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .builders import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name)
+    model.fast = fast
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    train_imgs = torch.randint(0, 256, (train_batch, *model.image_shape), dtype=torch.int32)
+    eval_imgs = torch.randint(0, 256, (eval_batch, *model.image_shape), dtype=torch.int32)
+
+    def train_step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        model.bits_per_dim(train_imgs).mean().backward()
+        optimizer.step()
+
+    model.train()
+    baseline = _rss_bytes()
+    train_s = _best_of(repeats, train_step)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+    model.eval()
+    with torch.inference_mode():
+        likelihood_s = _best_of(repeats, lambda: model.bits_per_dim(eval_imgs))
+        sampling_s = _best_of(repeats, lambda: model.sample(eval_batch))
+        with FlopCounterMode(display=False) as counter:
+            model.bits_per_dim(eval_imgs)
+    return {
+        "model": name,
+        "path": "fast" if fast else "plain",
+        "train_images_per_s": train_batch / train_s,
+        "train_peak_bytes": peak,
+        "likelihood_s": likelihood_s,
+        "sampling_s": sampling_s,
+        "likelihood_gflop": counter.get_total_flops() / 1e9,
+    }
+
+
+def _matmul_gflops() -> float:
+    """Measured float32 matrix-multiply rate of this machine: the practical ceiling for convolutions."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    seconds = _best_of(3, lambda: a @ b)
+    return 2 * 1024**3 / seconds / 1e9
+
+
+def _loader_images_per_s(batch: int) -> float | None:
+    from .data import DataUnavailableError, load_mnist, make_loader
+
+    try:
+        train = load_mnist("train", download=False)
+    except DataUnavailableError:
+        return None
+    loader = make_loader(train, batch_size=batch, shuffle=True, seed=0)
+    start, seen = time.perf_counter(), 0
+    for imgs, _ in loader:
+        seen += imgs.shape[0]
+    return seen / (time.perf_counter() - start)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``bench`` options to a command-line parser."""
+    parser.add_argument("--model", nargs="+", default=["simple", "vardeq", "multiscale"], help="models to time")
+    parser.add_argument("--tiny", action="store_true", help="tiny batches, one repeat: proves the bench runs (CI)")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def _child(name: str, fast: bool, sizes: dict[str, int], threads: int | None) -> dict[str, Any]:
+    code = (
+        "import json, sys, torch; from nflows_tutorial.bench import measure; "
+        f"{'torch.set_num_threads(%d); ' % threads if threads else ''}"
+        f"print(json.dumps(measure({name!r}, {fast}, **{sizes!r})))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench of {name} ({'fast' if fast else 'plain'}) failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark and print the table (or JSON). Returns the exit code."""
+    from .builders import MODEL_NAMES
+
+    unknown = sorted(set(args.model) - set(MODEL_NAMES))
+    if unknown:
+        print(f"bench: unknown model {', '.join(unknown)}; choose from {', '.join(MODEL_NAMES)}", file=sys.stderr)
+        return 2
+    sizes = TINY if args.tiny else FULL
+    rows = []
+    for name in args.model:
+        plain = _child(name, False, sizes, args.threads)
+        fast = _child(name, True, sizes, args.threads)
+        rows.append({"model": name, "plain": plain, "fast": fast})
+    machine = {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": args.threads or torch.get_num_threads(),
+        "torch": torch.__version__,
+        "matmul_gflops": _matmul_gflops(),
+        "loader_images_per_s": _loader_images_per_s(sizes["train_batch"]),
+        "sizes": sizes,
+    }
+    if args.json:
+        print(json.dumps({"machine": machine, "rows": rows}, indent=2))
+        return 0
+    print(format_table(rows, machine))
+    return 0
+
+
+def format_table(rows: list[dict[str, Any]], machine: dict[str, Any]) -> str:
+    """The benchmark as a text table: plain, fast and their ratio per measurement."""
+    from tabulate import tabulate
+
+    def pair(row, key, unit_scale=1.0, fmt="{:.2f}", higher_is_better=False):
+        p, f = row["plain"][key] * unit_scale, row["fast"][key] * unit_scale
+        ratio = f / p if higher_is_better else p / f
+        return f"{fmt.format(p)} -> {fmt.format(f)} ({ratio:.2f}x)"
+
+    table = [
+        [
+            r["model"],
+            pair(r, "train_images_per_s", fmt="{:.0f}", higher_is_better=True),
+            pair(r, "train_peak_bytes", 1 / 2**30),
+            pair(r, "likelihood_s"),
+            pair(r, "sampling_s"),
+            f"{r['fast']['likelihood_gflop'] / r['fast']['likelihood_s']:.1f}",
+        ]
+        for r in rows
+    ]
+    sizes = machine["sizes"]
+    headers = [
+        "model",
+        f"train images/s (batch {sizes['train_batch']})",
+        "peak GiB, train step",
+        f"likelihood s / {sizes['eval_batch']}",
+        f"sampling s / {sizes['eval_batch']}",
+        "likelihood GFLOP/s (fast)",
+    ]
+    loader = machine["loader_images_per_s"]
+    footer = (
+        f"plain -> fast (speed-up); {machine['cpu']}, {machine['threads']} threads, torch {machine['torch']}; "
+        f"matmul ceiling {machine['matmul_gflops']:.0f} GFLOP/s; "
+        + (f"data loader {loader:,.0f} images/s" if loader else "data loader: MNIST not on disk")
+    )
+    return tabulate(table, headers=headers, tablefmt="github") + "\n" + footer
