@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 __all__ = ["main", "build_parser", "USAGE_ERROR"]
 
@@ -149,31 +149,8 @@ def _dataset(split: str, args: argparse.Namespace):
 
 
 # evaluate -------------------------------------------------------------------------------------------------
-def _evaluate_one(name: str, args: argparse.Namespace, datasets: dict[str, Any]) -> dict[str, Any]:
-    from .data import make_loader
-    from .evaluation import count_parameters, evaluate_bpd, stored_numbers, time_likelihood, time_sampling
-
-    model, stored = _load(name, args)
-    row: dict[str, Any] = {"model": name, "val_bpd": None, "test_bpd": None, "inference_ms": None, "sampling_ms": None}
-    for split, dataset in datasets.items():
-        loader = make_loader(dataset, args.batch_size, limit=args.limit)
-        if not args.quiet:
-            _say(f"{name}: bits per dimension on {len(loader.dataset):,} {split} images, "
-                 f"{args.importance_samples} importance samples each")
-        row[f"{split}_bpd"] = evaluate_bpd(model, loader, args.importance_samples, seed=args.seed,
-                                           progress=not args.quiet, desc=f"{name} {split}")
-    if args.timing:
-        row["inference_ms"] = 1000 * time_likelihood(model, repeats=args.repeats)
-        row["sampling_ms"] = 1000 * time_sampling(model, repeats=args.repeats)
-    row["params"] = count_parameters(model)
-    row.update(stored_numbers(stored))
-    row.update(images={split: min(len(d), args.limit or len(d)) for split, d in datasets.items()},
-               importance_samples=args.importance_samples, device=str(model.device))
-    return row
-
-
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import results_table
+    from .evaluation import results_row, results_table
     from .pretrained import CheckpointError
 
     names = list(dict.fromkeys(args.model or _model_names()))
@@ -183,10 +160,18 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     rows = []
     for name in names:
         try:
-            rows.append(_evaluate_one(name, args, datasets))
+            model, stored = _load(name, args)
         except CheckpointError as err:
             # The full message (with its ways out) is one `download` away; the table needs one line.
             _say(f"{name}: skipped, {str(err).splitlines()[0]} (details: {PROG} download {name})")
+            continue
+        if not args.quiet:
+            _say(f"{name}: scoring {', '.join(datasets)} images, {args.importance_samples} importance samples each")
+        rows.append(results_row(
+            name, model, datasets, stored, limit=args.limit, batch_size=args.batch_size,
+            importance_samples=args.importance_samples, seed=args.seed, repeats=args.repeats if args.timing else None,
+            progress=not args.quiet,
+        ))
     if args.json:
         print(json.dumps(rows, indent=2))
     elif rows:

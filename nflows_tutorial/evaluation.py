@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from .data import ImageDataset, make_loader
 from .model import ImageFlow
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "time_sampling",
     "count_parameters",
     "stored_numbers",
+    "results_row",
     "results_table",
     "TABLE_COLUMNS",
 ]
@@ -157,6 +159,44 @@ def stored_numbers(result: Mapping[str, Any]) -> dict[str, float | None]:
         "stored_inference_ms": ms("time"),
         "stored_sampling_ms": ms("samp_time"),
     }
+
+
+def results_row(
+    name: str,
+    model: ImageFlow,
+    datasets: Mapping[str, ImageDataset],
+    stored: Mapping[str, Any] | None = None,
+    *,
+    limit: int | None = None,
+    batch_size: int = 64,
+    importance_samples: int = 8,
+    seed: int | None = 42,
+    repeats: int | None = 5,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Measure one model for :func:`results_table`: a row with its numbers beside the ``stored`` ones.
+
+    ``datasets`` maps ``"val"`` and/or ``"test"`` to a split, of which the first ``limit`` images
+    are scored with :func:`evaluate_bpd`; ``repeats=None`` skips the speed measurements (their cells
+    stay ``None``). ``stored`` is the checkpoint's ``result`` dict. The row also records how many
+    images each split contributed, the importance samples and the device.
+    """
+    row: dict[str, Any] = {"model": name, "val_bpd": None, "test_bpd": None, "inference_ms": None, "sampling_ms": None}
+    images = {}
+    for split, dataset in datasets.items():
+        if split not in ("val", "test"):
+            raise ValueError(f"the table has validation and test columns; got a split named {split!r}")
+        loader = make_loader(dataset, batch_size, limit=limit)
+        images[split] = len(loader.dataset)
+        row[f"{split}_bpd"] = evaluate_bpd(model, loader, importance_samples, seed=seed, progress=progress,
+                                           desc=f"{name} {split}")
+    if repeats is not None:
+        row["inference_ms"] = 1000 * time_likelihood(model, repeats=repeats)
+        row["sampling_ms"] = 1000 * time_sampling(model, repeats=repeats)
+    row["params"] = count_parameters(model)
+    row.update(stored_numbers(stored or {}))
+    row.update(images=images, importance_samples=importance_samples, device=str(model.device))
+    return row
 
 
 def _cell(value: float | None, digits: int) -> str:

@@ -12,6 +12,7 @@ from nflows_tutorial.evaluation import (
     TABLE_COLUMNS,
     count_parameters,
     evaluate_bpd,
+    results_row,
     results_table,
     stored_numbers,
     time_likelihood,
@@ -91,6 +92,21 @@ def test_stored_numbers_read_a_published_result(name, published_dir):
 
 def test_stored_numbers_of_an_empty_result_are_missing():
     assert set(stored_numbers({}).values()) == {None}
+
+
+def test_results_row_measures_each_split_beside_the_stored_numbers(tiny_flow, ten_images):
+    stored = {"val": [{"test_bpd": 1.5}], "time": 0.02}
+    row = results_row("tiny", tiny_flow, {"test": ten_images}, stored, limit=6, batch_size=4,
+                      importance_samples=2, seed=3, repeats=None)
+    assert row["test_bpd"] == evaluate_bpd(tiny_flow, make_loader(ten_images, 4, limit=6), 2, seed=3)
+    assert row["val_bpd"] is None and row["inference_ms"] is None and row["sampling_ms"] is None
+    assert row["stored_val_bpd"] == 1.5 and row["stored_inference_ms"] == pytest.approx(20.0)
+    assert row["stored_test_bpd"] is None
+    assert row["images"] == {"test": 6} and row["params"] == 0 and row["device"] == "cpu"
+    timed = results_row("tiny", tiny_flow, {"val": ten_images}, limit=4, importance_samples=1, repeats=1)
+    assert timed["inference_ms"] > 0 and timed["sampling_ms"] > 0
+    with pytest.raises(ValueError, match="'train'"):
+        results_row("tiny", tiny_flow, {"train": ten_images})
 
 
 def table_cells(text: str) -> list[list[str]]:
