@@ -36,7 +36,9 @@ def _best_of(repeats: int, fn) -> float:
     return min(times)
 
 
-def measure(name: str, fast: bool, train_batch: int, eval_batch: int, repeats: int) -> dict[str, Any]:
+def measure(
+    name: str, fast: bool, train_batch: int, eval_batch: int, repeats: int, compile_networks: bool = False
+) -> dict[str, Any]:
     """Time one model on one path: training step, likelihood and sampling; peak memory of a training step.
 
     Meant to run in a fresh process (see :func:`run`), so that the memory high-water mark belongs to it.
@@ -48,6 +50,7 @@ def measure(name: str, fast: bool, train_batch: int, eval_batch: int, repeats: i
     torch.manual_seed(0)
     model = create_model(name)
     model.fast = fast
+    model.compile_networks = fast and compile_networks
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     train_imgs = torch.randint(0, 256, (train_batch, *model.image_shape), dtype=torch.int32)
     eval_imgs = torch.randint(0, 256, (eval_batch, *model.image_shape), dtype=torch.int32)
@@ -69,7 +72,7 @@ def measure(name: str, fast: bool, train_batch: int, eval_batch: int, repeats: i
             model.bits_per_dim(eval_imgs)
     return {
         "model": name,
-        "path": "fast" if fast else "plain",
+        "path": ("fast+compile" if model.compile_networks else "fast") if fast else "plain",
         "train_images_per_s": train_batch / train_s,
         "train_peak_bytes": peak,
         "likelihood_s": likelihood_s,
@@ -105,13 +108,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tiny", action="store_true", help="tiny batches, one repeat: proves the bench runs (CI)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--compile", action="store_true", help="fast path with torch.compile'd conditioners (the warm-up compiles)"
+    )
 
 
-def _child(name: str, fast: bool, sizes: dict[str, int], threads: int | None) -> dict[str, Any]:
+def _child(name: str, fast: bool, sizes: dict[str, int], threads: int | None, compile_networks: bool) -> dict[str, Any]:
     code = (
         "import json, sys, torch; from nflows_tutorial.bench import measure; "
         f"{'torch.set_num_threads(%d); ' % threads if threads else ''}"
-        f"print(json.dumps(measure({name!r}, {fast}, **{sizes!r})))"
+        f"print(json.dumps(measure({name!r}, {fast}, compile_networks={compile_networks}, **{sizes!r})))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -130,8 +136,8 @@ def run(args: argparse.Namespace) -> int:
     sizes = TINY if args.tiny else FULL
     rows = []
     for name in args.model:
-        plain = _child(name, False, sizes, args.threads)
-        fast = _child(name, True, sizes, args.threads)
+        plain = _child(name, False, sizes, args.threads, False)
+        fast = _child(name, True, sizes, args.threads, args.compile)
         rows.append({"model": name, "plain": plain, "fast": fast})
     machine = {
         "cpu": platform.processor() or platform.machine(),
@@ -178,8 +184,9 @@ def format_table(rows: list[dict[str, Any]], machine: dict[str, Any]) -> str:
         "likelihood GFLOP/s (fast)",
     ]
     loader = machine["loader_images_per_s"]
+    fast_path = rows[0]["fast"]["path"] if rows else "fast"
     footer = (
-        f"plain -> fast (speed-up); {machine['cpu']}, {machine['threads']} threads, torch {machine['torch']}; "
+        f"plain -> {fast_path} (speed-up); {machine['cpu']}, {machine['threads']} threads, torch {machine['torch']}; "
         f"matmul ceiling {machine['matmul_gflops']:.0f} GFLOP/s; "
         + (f"data loader {loader:,.0f} images/s" if loader else "data loader: MNIST not on disk")
     )
