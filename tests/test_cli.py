@@ -152,10 +152,13 @@ def test_evaluate_prints_the_table_with_speeds_beside_the_stored_numbers(publish
     header, rule, row = out.strip().splitlines()
     assert "Inference ms / 64" in header and "Sampling ms / 64" in header and "Parameters" in header
     cells = [cell.strip() for cell in row.strip("|").split("|")]
+    model, stored = load_pretrained("simple", checkpoint_dir=published_dir, download=False, device="cpu")
     assert cells[0] == "simple"
-    assert cells[1] == "-" and cells[2] == "1.0798"  # validation not asked for; stored value still shown
-    assert cells[4] == "1.0784" and cells[-1] == "556,312"
+    assert cells[1] == "-"  # validation was not asked for; its stored value is still shown
+    assert cells[2] == f"{stored['val'][0]['test_bpd']:.4f}" and cells[4] == f"{stored['test'][0]['test_bpd']:.4f}"
+    assert cells[6] == f"{1000 * stored['time']:.0f}" and cells[8] == f"{1000 * stored['samp_time']:.0f}"
     assert float(cells[5]) > 0 and float(cells[7]) > 0  # measured here: positive times
+    assert cells[-1] == f"{sum(p.numel() for p in model.parameters()):,}"
 
 
 def test_evaluate_fails_only_when_no_model_could_be_evaluated(tmp_path, capsys):
