@@ -46,6 +46,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -299,8 +309,7 @@ def _run_interpolate(args: argparse.Namespace) -> int:
         raise _UsageError(f"--first {args.first} with --pairs {args.pairs} needs {needed} images, "
                           f"the {args.split} split has {len(dataset)}")
     model, _ = _load(args.model, args)
-    if args.seed is not None:
-        torch.manual_seed(args.seed)
+    torch.manual_seed(args.seed)
     images = dataset.images[args.first:needed].to(torch.int32)
     rows = [interpolate(model, images[2 * i], images[2 * i + 1], num_steps=args.steps) for i in range(args.pairs)]
     print(save_image_grid(torch.cat(rows), args.out, nrow=args.steps))
@@ -323,7 +332,7 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", type=_positive_int, default=4, help="number of image pairs, one row each (default: 4)")
     p.add_argument("--steps", type=_steps, default=8, help="images per row, both ends included (default: 8)")
     p.add_argument("--split", choices=("train", "val", "test"), default="test", help="where the pairs come from (default: test)")
-    p.add_argument("--first", type=int, default=0, help="index of the first image used (default: 0)")
+    p.add_argument("--first", type=_non_negative_int, default=0, help="index of the first image used (default: 0)")
     p.add_argument("--seed", type=int, default=42, help="seed of the dequantization noise (default: 42)")
     p.add_argument("--out", type=_png, required=True, help="PNG file to write")
     p.add_argument("--quiet", action="store_true", help="no download progress")

@@ -70,6 +70,7 @@ def test_an_unknown_model_is_one_line_and_exit_code_2():
         (["sample", "--model", "simple", "-n", "0", "--out", "x.png"], "positive"),
         (["sample", "--model", "simple", "--out", "grid.jpg"], ".png"),
         (["interpolate", "--model", "simple", "--steps", "1", "--out", "x.png"], "--steps"),
+        (["interpolate", "--model", "simple", "--first", "-1", "--out", "x.png"], "--first"),
         (["download", "flowpp"], "'flowpp'"),
         (["download"], "--all"),
     ],
