@@ -78,7 +78,7 @@ device = default_device()
 # (the full splits take about an hour there), and in fast mode a handful.
 EVAL_IMAGES = 32 if FAST else (None if device.type == "cuda" else 1000)
 # The stand-in for a checkpoint that cannot be had: a few optimisation steps, just enough to run every cell.
-DEMO_RUN = dict(epochs=1, batch_size=16, limit=96) if FAST else dict(epochs=2, batch_size=64, limit=3200)
+DEMO_RUN = dict(epochs=1, batch_size=16, limit=96) if FAST else dict(epochs=1, batch_size=64, limit=1280)
 _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the same numbers
 
 # %% [markdown]
