@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ast
-import tomllib
 from pathlib import Path
 
 import jupytext
 import nbformat
 import pytest
+from jupytext.config import find_jupytext_configuration_file, load_jupytext_configuration_file
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -26,8 +26,11 @@ def code_of(cell: nbformat.NotebookNode) -> str:
 
 
 def test_jupytext_config_pairs_py_and_ipynb():
-    config = tomllib.loads((ROOT / "jupytext.toml").read_text())
-    assert set(config["formats"].split(",")) == {"ipynb", "py:percent"}
+    found = find_jupytext_configuration_file(str(NOTEBOOKS))
+    assert found is not None and Path(found) == ROOT / "jupytext.toml", f"jupytext finds {found}, not the repo's"
+    config = load_jupytext_configuration_file(found)
+    formats = config.default_formats(str(NOTEBOOKS / "any.ipynb"))
+    assert set(formats.split(",")) == {"ipynb", "py:percent"}
 
 
 def test_every_notebook_is_a_pair():
@@ -42,8 +45,8 @@ def test_py_and_ipynb_hold_the_same_cells(source):
     text = jupytext.read(source)
     stored = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
     assert cells(text) == cells(stored), (
-        f"{source.name} and its .ipynb have drifted apart; edit the .py, then run "
-        f"`jupytext --sync {source.relative_to(ROOT)}` and re-execute the notebook"
+        f"{source.name} and its .ipynb have drifted apart; the .py is the source: run "
+        f"`notebooks/execute.sh {source.relative_to(ROOT)}` to rebuild and re-execute the .ipynb from it"
     )
 
 
@@ -54,7 +57,7 @@ def test_stored_notebook_is_one_complete_run(source):
     counts = [c.execution_count for c in code]
     assert counts == list(range(1, len(code) + 1)), (
         f"{source.with_suffix('.ipynb').name} was not executed top to bottom in one run (execution counts "
-        f"{counts}); re-run it with `jupyter nbconvert --to notebook --execute --inplace`"
+        f"{counts}); re-run it with `notebooks/execute.sh {source.relative_to(ROOT)}`"
     )
     errors = [o for c in code for o in c.outputs if o.output_type == "error"]
     assert not errors, f"stored outputs contain an error: {errors[0].ename}: {errors[0].evalue}"
