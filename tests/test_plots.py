@@ -21,7 +21,7 @@ from nflows_tutorial import (
     create_model,
 )
 from nflows_tutorial import plots
-from nflows_tutorial.literate import SourceView, show_source
+from nflows_tutorial.literate import SourceView, autograd_log_det, show_source
 
 
 def layer_boxes(fig: Figure) -> list:
@@ -147,3 +147,13 @@ def test_show_source_names_what_is_missing():
         show_source(SqueezeFlow, "backward")
     with pytest.raises(TypeError, match="only be picked from a class"):
         show_source(create_model, "x")
+
+
+def test_autograd_log_det_of_a_known_map():
+    scale = torch.tensor([[0.5, 2.0], [3.0, 0.25]], dtype=torch.float64).view(1, 1, 2, 2)
+    z = torch.randn(1, 1, 2, 2, dtype=torch.float64)
+    assert autograd_log_det(lambda v: v * scale + 1, z).item() == pytest.approx(scale.log().sum().item())
+    with pytest.raises(ValueError, match="batch size 1"):
+        autograd_log_det(lambda v: v, torch.zeros(2, 1, 2, 2))
+    with pytest.raises(ValueError, match="square"):
+        autograd_log_det(lambda v: v[..., :1], z)
