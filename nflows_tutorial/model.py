@@ -185,12 +185,14 @@ class ImageFlow(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         imgs = self._images(batch)
-        self.log("val_bpd", self.bits_per_dim(imgs).mean(), batch_size=imgs.shape[0], prog_bar=True)
+        # sync_dist: under DDP every process sees a shard; the checkpoint callback must watch the global mean.
+        bpd = self.bits_per_dim(imgs).mean()
+        self.log("val_bpd", bpd, batch_size=imgs.shape[0], prog_bar=True, sync_dist=True)
 
     def test_step(self, batch, batch_idx: int) -> None:
         imgs = self._images(batch)
         bpd = self.bits_per_dim(imgs, self.importance_samples).mean()
-        self.log("test_bpd", bpd, batch_size=imgs.shape[0])
+        self.log("test_bpd", bpd, batch_size=imgs.shape[0], sync_dist=True)
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
