@@ -121,9 +121,9 @@ def _add_checkpoint_source(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_compile(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the conditioner networks: faster long runs after about a minute of "
-                             "compiling; falls back to eager where it cannot compile")
+    parser.add_argument("--no-compile", dest="compile", action="store_false",
+                        help="run the fast path's pointwise kernels eagerly instead of through torch.compile "
+                             "(no compiler wait, slower)")
 
 
 def _device(text: str):
@@ -220,11 +220,11 @@ def _run_train(args: argparse.Namespace) -> int:
     from .training import NonFiniteLossError, TrainingError, run_paths, train_flow
 
     model = args.model
-    if args.compile:
+    if not args.compile:
         from .builders import create_model
 
         model = create_model(args.model)
-        model.compile_networks = True
+        model.compile_networks = False
     try:
         _, result = train_flow(
             model, name=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_steps=args.max_steps,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .fused import compilation_works, elu_conv, gated_block
 
 __all__ = ["ConcatELU", "ChannelLayerNorm", "GatedBlock", "GatedConvNet"]
 
@@ -36,10 +36,6 @@ class ChannelLayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 4 and x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last):
-            # Channels-last memory is channels-innermost, so the library's fused layer norm applies as is.
-            y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.gamma.view(-1), self.beta.view(-1), self.eps)
-            return y.permute(0, 3, 1, 2)
         var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
         return (x - mean) * torch.rsqrt(var + self.eps) * self.gamma + self.beta
 
@@ -96,34 +92,18 @@ class GatedConvNet(nn.Module):
         nn.init.zeros_(self.nn[-1].weight)
         nn.init.zeros_(self.nn[-1].bias)
         self.c_in = c_in
-        # Set by ImageFlow.fast / ImageFlow.compile_networks; plain eager by default.
-        self.memory_format = torch.contiguous_format
+        # Set by ImageFlow.fast / ImageFlow.compile_networks; plain autograd by default.
+        self.fast = False
         self.compiled = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous(memory_format=self.memory_format)
-        if self.compiled:
-            try:
-                return _compiled_sequential(self.nn, x)
-            except Exception as err:  # no C++ compiler, unsupported platform, ...: carry on eagerly
-                _disable_compilation(err)
-                self.compiled = False
-        return self.nn(x)
-
-
-def _run_sequential(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    return layers(x)
-
-
-# One compiled function for every conditioner: networks of the same shape share its kernels, and the
-# fused concat-ELU / gate / layer-norm kernels are where the time and memory go.
-_compiled_sequential = torch.compile(_run_sequential)
-
-
-def _disable_compilation(err: Exception) -> None:
-    warnings.warn(
-        f"torch.compile is unavailable here ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
-        "the conditioner networks run eagerly instead",
-        RuntimeWarning,
-        stacklevel=3,
-    )
+        if not self.fast:
+            return self.nn(x)
+        # The same layers through nflows_tutorial.fused: channels-last memory (the convolutions' native
+        # layout), hand-written backward passes that recompute activations instead of storing them.
+        compiled = self.compiled and compilation_works()
+        first, *middle, _, last = self.nn
+        h = first(x.contiguous(memory_format=torch.channels_last))
+        for block, norm in zip(middle[0::2], middle[1::2]):
+            h = gated_block(h, block, norm, compiled)
+        return elu_conv(h, last, compiled)
