@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+from nflows_tutorial.bench import format_table
+
 
 def test_bench_tiny_reports_both_paths_with_measured_memory():
     done = subprocess.run(
@@ -18,10 +20,13 @@ def test_bench_tiny_reports_both_paths_with_measured_memory():
     assert row["model"] == "simple"
     for path in ("plain", "fast"):
         numbers = row[path]
-        assert numbers["path"] == path
+        assert numbers["path"] == {"plain": "plain", "fast": "fast"}[path]
         assert numbers["train_images_per_s"] > 0 and numbers["likelihood_s"] > 0 and numbers["sampling_s"] > 0
         assert numbers["train_peak_bytes"] > 0 and numbers["likelihood_gflop"] > 0
+        assert numbers["train_convolution_s"] > 0 and numbers["likelihood_convolution_s"] > 0
     assert report["machine"]["matmul_gflops"] > 0 and report["machine"]["loader_images_per_s"] > 0
+    table = format_table(report["rows"], report["machine"])
+    assert table.splitlines()[2].startswith("| simple") and "the memory" in table
 
 
 def test_bench_rejects_an_unknown_model():
