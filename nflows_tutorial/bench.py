@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["add_arguments", "run", "measure"]
+__all__ = ["add_arguments", "run", "measure", "activation_bytes", "format_table"]
 
 #: Sizes of the issue's table: batch 128 for a training step, 64 for likelihood and sampling.
 FULL = {"train_batch": 128, "eval_batch": 64, "repeats": 3}
@@ -34,6 +34,20 @@ def _best_of(repeats: int, fn) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def activation_bytes(model: torch.nn.Module, imgs: torch.Tensor) -> int:
+    """Bytes of the distinct tensors autograd keeps from the forward pass of a training step on ``imgs``
+    for its backward pass (what grows with the batch; the peak adds the backward pass's own buffers)."""
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.bits_per_dim(imgs)
+    return sum(storages.values())
 
 
 def _convolution_seconds(fn) -> float:

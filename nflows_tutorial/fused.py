@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["concat_elu", "gated_block", "elu_conv", "compilation_works"]
+__all__ = ["concat_elu", "gated_conv_net", "compilation_works"]
 
 
 def concat_elu(x: torch.Tensor) -> torch.Tensor:
@@ -52,6 +52,14 @@ def _gate_grad(grad: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.cat([grad_s, grad_s * a * (1 - s)], dim=1)
 
 
+def _gate_norm_elu(x: torch.Tensor, y: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float):
+    # Without gradients, a block's gate and layer norm and the next block's concat-ELU are one pass.
+    r = _gate(x, y)
+    var, mean = torch.var_mean(r, dim=1, keepdim=True, correction=0)
+    out = (r - mean) * torch.rsqrt(var + eps) * gamma + beta
+    return out, concat_elu(out)
+
+
 class _Kernel:
     """A pointwise function that runs compiled when asked and compilation works, else eagerly."""
 
@@ -59,12 +67,13 @@ class _Kernel:
         self.eager = fn
         self.compiled = torch.compile(fn)
 
-    def __call__(self, compiled: bool, *args: torch.Tensor) -> torch.Tensor:
+    def __call__(self, compiled: bool, *args):
         if compiled and _compilation_works:
             for arg in args:
-                # One kernel per feature-map shape serves every batch size. Channels and image size stay
-                # fixed in the kernel: symbolic ones cost vectorization (measured 1.5-4x slower kernels).
-                torch._dynamo.maybe_mark_dynamic(arg, 0)
+                if isinstance(arg, torch.Tensor):
+                    # One kernel per feature-map shape serves every batch size. Channels and image size
+                    # stay fixed in it: symbolic ones cost vectorization (measured 1.5-4x slower kernels).
+                    torch._dynamo.maybe_mark_dynamic(arg, 0)
             try:
                 return self.compiled(*args)
             except Exception as err:  # no C++ compiler, unsupported platform, ...: carry on eagerly
@@ -84,6 +93,7 @@ _concat_elu = _Kernel(concat_elu)
 _concat_elu_backward = _Kernel(_concat_elu_grad)
 _gate_forward = _Kernel(_gate)
 _gate_backward = _Kernel(_gate_grad)
+_gate_norm_concat_elu = _Kernel(_gate_norm_elu)
 
 
 def compilation_works() -> bool:
@@ -167,16 +177,24 @@ class _EluConv(torch.autograd.Function):
         return _concat_elu_backward(ctx.compiled, grad_h, x), grad_w, grad_b, None
 
 
-def gated_block(x: torch.Tensor, block: torch.nn.Module, norm: torch.nn.Module, compiled: bool = False) -> torch.Tensor:
-    """``norm(block(x))`` for a :class:`~nflows_tutorial.networks.GatedBlock` and its
-    :class:`~nflows_tutorial.networks.ChannelLayerNorm`, on a channels-last ``x``; ``compiled`` runs
-    the pointwise kernels through ``torch.compile``."""
-    conv1, conv2 = block.net[1], block.net[3]
-    return _GatedBlockNorm.apply(
-        x, conv1.weight, conv1.bias, conv2.weight, conv2.bias, norm.gamma, norm.beta, norm.eps, compiled
-    )
+def gated_conv_net(layers: torch.nn.Sequential, x: torch.Tensor, compiled: bool = False) -> torch.Tensor:
+    """The layers of a :class:`~nflows_tutorial.networks.GatedConvNet` applied to a channels-last ``x``.
 
-
-def elu_conv(x: torch.Tensor, conv: torch.nn.Conv2d, compiled: bool = False) -> torch.Tensor:
-    """``conv(concat_elu(x))`` on a channels-last ``x`` (a stride-1, same-padding convolution)."""
-    return _EluConv.apply(x, conv.weight, conv.bias, compiled)
+    With gradients enabled, each gated block and its layer norm is one autograd function with the
+    lean backward pass; without, each boundary between blocks is one pointwise kernel. ``compiled``
+    runs the pointwise kernels through ``torch.compile``.
+    """
+    first, *middle, _, last = layers
+    blocks = [(block.net[1], block.net[3], norm) for block, norm in zip(middle[0::2], middle[1::2])]
+    h = first(x)
+    if torch.is_grad_enabled():
+        for conv1, conv2, norm in blocks:
+            h = _GatedBlockNorm.apply(
+                h, conv1.weight, conv1.bias, conv2.weight, conv2.bias, norm.gamma, norm.beta, norm.eps, compiled
+            )
+        return _EluConv.apply(h, last.weight, last.bias, compiled)
+    elu_h = _concat_elu(compiled, h)
+    for conv1, conv2, norm in blocks:
+        y2 = conv2(_concat_elu(compiled, conv1(elu_h)))
+        h, elu_h = _gate_norm_concat_elu(compiled, h, y2, norm.gamma, norm.beta, norm.eps)
+    return last(elu_h)

@@ -43,9 +43,10 @@ class ImageFlow(pl.LightningModule):
             eager execution, with a warning, where compiling fails.
     """
 
-    #: Most images pushed through the flow at once when importance samples are stacked on a batch;
-    #: past a few hundred 28x28 images the activations fall out of the CPU caches and it gets slower.
-    max_images_per_pass = 128
+    #: Most images pushed through the flow at once when importance samples are stacked on a batch.
+    #: Past this the feature maps fall out of the CPU caches: on a 2-core CPU, scoring took 7.5 ms per
+    #: image and draw in passes of 64 images, 9.7 ms in passes of 128.
+    max_images_per_pass = 64
 
     def __init__(
         self,
@@ -191,13 +192,16 @@ class ImageFlow(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         imgs = self._images(batch)
-        # sync_dist: under DDP every process sees a shard; the checkpoint callback must watch the global mean.
-        bpd = self.bits_per_dim(imgs).mean()
+        # Scores are float32 even in a mixed-precision run; sync_dist: under DDP every process sees a shard,
+        # and the checkpoint callback must watch the global mean.
+        with torch.autocast(imgs.device.type, enabled=False):
+            bpd = self.bits_per_dim(imgs).mean()
         self.log("val_bpd", bpd, batch_size=imgs.shape[0], prog_bar=True, sync_dist=True)
 
     def test_step(self, batch, batch_idx: int) -> None:
         imgs = self._images(batch)
-        bpd = self.bits_per_dim(imgs, self.importance_samples).mean()
+        with torch.autocast(imgs.device.type, enabled=False):
+            bpd = self.bits_per_dim(imgs, self.importance_samples).mean()
         self.log("test_bpd", bpd, batch_size=imgs.shape[0], sync_dist=True)
 
     def configure_optimizers(self):

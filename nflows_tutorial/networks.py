@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fused import compilation_works, elu_conv, gated_block
+from .fused import compilation_works, gated_conv_net
 
 __all__ = ["ConcatELU", "ChannelLayerNorm", "GatedBlock", "GatedConvNet"]
 
@@ -97,13 +97,10 @@ class GatedConvNet(nn.Module):
         self.compiled = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.fast:
+        if not self.fast or torch.is_autocast_enabled(x.device.type):
+            # Mixed precision mixes dtypes in ways only autograd's own backward formulas follow.
             return self.nn(x)
         # The same layers through nflows_tutorial.fused: channels-last memory (the convolutions' native
         # layout), hand-written backward passes that recompute activations instead of storing them.
         compiled = self.compiled and compilation_works()
-        first, *middle, _, last = self.nn
-        h = first(x.contiguous(memory_format=torch.channels_last))
-        for block, norm in zip(middle[0::2], middle[1::2]):
-            h = gated_block(h, block, norm, compiled)
-        return elu_conv(h, last, compiled)
+        return gated_conv_net(self.nn, x.contiguous(memory_format=torch.channels_last), compiled)

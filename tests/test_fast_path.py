@@ -7,6 +7,7 @@ import torch
 from helpers import randomize
 
 from nflows_tutorial import create_model, fused
+from nflows_tutorial.bench import activation_bytes
 
 
 def bpd_and_grads(model, imgs, fast: bool, compile_networks: bool = False):
@@ -38,6 +39,32 @@ def test_fast_path_gives_the_plain_numbers(name, compile_networks):
     assert model.flows[-1].network.nn[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("compile_networks", [False, True], ids=["eager-kernels", "compiled-kernels"])
+@pytest.mark.parametrize("name", ["simple", "vardeq", "multiscale"])
+def test_fast_inference_gives_the_plain_numbers(name, compile_networks):
+    # Without gradients the fast path takes another route (block boundaries fused into one kernel).
+    model = randomize(create_model(name), scale=0.05)
+    imgs = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.int32)
+    scores = {}
+    for fast in (False, True):
+        model.fast, model.compile_networks = fast, compile_networks
+        torch.manual_seed(5)
+        with torch.inference_mode():
+            scores[fast] = model.bits_per_dim(imgs, importance_samples=3)
+    assert (scores[True] - scores[False]).abs().max() <= 1e-4
+    z = torch.randn(4, *model.latent_shape)
+    images = {}
+    for fast in (False, True):
+        model.fast = fast
+        torch.manual_seed(6)  # the same split-off draws
+        with torch.inference_mode():
+            images[fast] = model.decode(z.clone())
+    # Integer images: a value within float rounding of a level boundary may land one level over.
+    differ = images[True] != images[False]
+    assert differ.float().mean() <= 0.01 and (images[True] - images[False]).abs().max() <= 1
+    assert model.compile_networks == compile_networks
+
+
 def test_hand_written_backward_matches_autograd_in_float64():
     # In float64 the only differences left are rounding: this pins the derivation of every gradient.
     model = randomize(create_model("vardeq"), scale=0.05).double()
@@ -51,27 +78,14 @@ def test_concat_elu_with_one_exponential_is_elu():
     assert (fused.concat_elu(x) - reference).abs().max() <= 1.2e-7
 
 
-def saved_bytes(model, imgs) -> int:
-    """Bytes of distinct tensors autograd keeps for the backward pass of one training step."""
-    storages: dict[int, int] = {}
-
-    def pack(t):
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model.bits_per_dim(imgs).mean()
-    return sum(storages.values())
-
-
 @pytest.mark.parametrize("name", ["simple", "vardeq", "multiscale"])
 def test_fast_path_keeps_under_forty_percent_of_the_activations(name):
     model = create_model(name)
     imgs = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.int32)
     model.fast = False
-    plain = saved_bytes(model, imgs)
+    plain = activation_bytes(model, imgs)
     model.fast = True
-    fast = saved_bytes(model, imgs)
+    fast = activation_bytes(model, imgs)
     assert fast <= 0.4 * plain, f"{fast / plain:.2f}x"
 
 
@@ -89,3 +103,13 @@ def test_a_failed_compilation_falls_back_to_eager_kernels(monkeypatch):
         compiled = bpd_and_grads(model, imgs, fast=True, compile_networks=True)
     assert not model.compile_networks
     assert_same(plain, compiled)
+
+
+def test_mixed_precision_trains_through_autograd():
+    # Under autocast the convolutions return bfloat16; the hand-written backward passes are float32/64 only.
+    model = randomize(create_model("simple"), scale=0.05)
+    imgs = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.int32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model.bits_per_dim(imgs).mean().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
