@@ -24,6 +24,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from .malloc import tune_for_tensors
+
 __all__ = ["concat_elu", "gated_conv_net", "compilation_works"]
 
 
@@ -184,6 +186,8 @@ def gated_conv_net(layers: torch.nn.Sequential, x: torch.Tensor, compiled: bool 
     lean backward pass; without, each boundary between blocks is one pointwise kernel. ``compiled``
     runs the pointwise kernels through ``torch.compile``.
     """
+    if x.device.type == "cpu":
+        tune_for_tensors()
     first, *middle, _, last = layers
     blocks = [(block.net[1], block.net[3], norm) for block, norm in zip(middle[0::2], middle[1::2])]
     h = first(x)

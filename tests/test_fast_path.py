@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from helpers import randomize
@@ -113,3 +117,24 @@ def test_mixed_precision_trains_through_autograd():
         model.bits_per_dim(imgs).mean().backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+
+
+MALLOC_PROBE = (
+    "import torch; from nflows_tutorial import create_model, malloc; "
+    "m = create_model('simple'); m.fast = {fast}; "
+    "m.bits_per_dim(torch.zeros(1, 1, 28, 28, dtype=torch.int32)); print(malloc.tuned())"
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the malloc settings are glibc's")
+@pytest.mark.parametrize(
+    ("fast", "env", "expected"),
+    [(True, {}, "True"), (False, {}, "False"), (True, {"MALLOC_TRIM_THRESHOLD_": "131072"}, "False")],
+    ids=["fast-path-tunes", "plain-path-leaves-it", "user-setting-wins"],
+)
+def test_the_fast_path_on_a_cpu_keeps_freed_memory_for_reuse(fast, env, expected):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}, **env}
+    done = subprocess.run([sys.executable, "-c", MALLOC_PROBE.format(fast=fast)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == expected
