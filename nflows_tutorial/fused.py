@@ -114,10 +114,12 @@ def _give_up_compiling(err: Exception) -> None:
     )
 
 
-def _conv_grads(grad_out, inp, weight, padding: int, needs_input: bool):
+def _conv_grads(grad_out, inp, weight):
+    # Gradients of a stride-1, same-padding convolution for its input, weight and bias.
+    padding = weight.shape[-1] // 2
     return torch.ops.aten.convolution_backward(
         grad_out, inp, weight, [weight.shape[0]], [1, 1], [padding, padding], [1, 1], False, [0, 0], 1,
-        [needs_input, True, True],
+        [True, True, True],
     )
 
 
@@ -153,10 +155,10 @@ class _GatedBlockNorm(torch.autograd.Function):
         del r
         grad_r = grad_r.permute(0, 3, 1, 2)
         grad_y2 = _gate_backward(compiled, grad_r, y2)
-        grad_h2, grad_w2, grad_b2 = _conv_grads(grad_y2, _concat_elu(compiled, y1), w2, w2.shape[-1] // 2, True)
+        grad_h2, grad_w2, grad_b2 = _conv_grads(grad_y2, _concat_elu(compiled, y1), w2)
         grad_y1 = _concat_elu_backward(compiled, grad_h2, y1)
         del grad_h2, grad_y2
-        grad_h1, grad_w1, grad_b1 = _conv_grads(grad_y1, _concat_elu(compiled, x), w1, w1.shape[-1] // 2, True)
+        grad_h1, grad_w1, grad_b1 = _conv_grads(grad_y1, _concat_elu(compiled, x), w1)
         grad_x = grad_r + _concat_elu_backward(compiled, grad_h1, x)
         return grad_x, grad_w1, grad_b1, grad_w2, grad_b2, grad_gamma.view_as(gamma), grad_beta.view_as(beta), None, None
 
@@ -175,7 +177,7 @@ class _EluConv(torch.autograd.Function):
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         grad = grad.contiguous(memory_format=torch.channels_last)
-        grad_h, grad_w, grad_b = _conv_grads(grad, _concat_elu(ctx.compiled, x), weight, weight.shape[-1] // 2, True)
+        grad_h, grad_w, grad_b = _conv_grads(grad, _concat_elu(ctx.compiled, x), weight)
         return _concat_elu_backward(ctx.compiled, grad_h, x), grad_w, grad_b, None
 
 
