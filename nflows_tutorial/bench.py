@@ -197,7 +197,7 @@ def format_table(rows: list[dict[str, Any]], machine: dict[str, Any]) -> str:
         table.append([
             r["model"],
             pair(r, "train_images_per_s", fmt="{:.0f}", higher_is_better=True),
-            f"{fast['train_convolution_s']:.2f} of {r['fast']['train_batch'] / fast['train_images_per_s']:.2f}",
+            f"{fast['train_convolution_s']:.2f} of {fast['train_batch'] / fast['train_images_per_s']:.2f}",
             pair(r, "train_peak_bytes", scale=1 / 2**30, higher_is_better=True, ratio_word=" the memory"),
             pair(r, "likelihood_s"),
             f"{fast['likelihood_convolution_s']:.2f} of {fast['likelihood_s']:.2f}",
