@@ -29,7 +29,7 @@
 #
 # **Settings.** `TRAIN_FROM_SCRATCH = True` below trains all three models for the full 200 epochs
 # instead of loading them (it resumes an interrupted run). With the environment variable
-# `NFLOWS_TUTORIAL_FAST=1` (set by the course's CI) every evaluation runs on a small subset and a
+# `NFLOWS_TUTORIAL_QUICK=1` (set by the course's CI) every evaluation runs on a small subset and a
 # demonstration run is kept very short, so that the notebook finishes in a few minutes on a laptop.
 
 # %%
@@ -68,19 +68,20 @@ from nflows_tutorial.literate import show_source
 from nflows_tutorial.plots import plot_dequantization_histogram, plot_images
 from nflows_tutorial.pretrained import CheckpointError, default_device, load_pretrained
 from nflows_tutorial.sampling import draw_samples, interpolate
+from nflows_tutorial.settings import quick_mode
 from nflows_tutorial.training import default_out_dir, run_paths, train_flow
 
 TRAIN_FROM_SCRATCH = False  # True: train all three models here (hours on a GPU) instead of loading them
-FAST = os.environ.get("NFLOWS_TUTORIAL_FAST", "0") == "1"
+QUICK = quick_mode()
 
 # Evaluation subset (None = the whole split) and the demonstration run used when a checkpoint is missing.
 device = default_device()
 # How many validation and test images to evaluate: all of them on a GPU; on a CPU the first 1,000
 # (a full split is 10,000 images: one model's test split took 9.6 minutes on a 2-core CPU),
-# and in fast mode a handful.
-EVAL_IMAGES = 32 if FAST else (None if device.type == "cuda" else 1000)
+# and in quick mode a handful.
+EVAL_IMAGES = 32 if QUICK else (None if device.type == "cuda" else 1000)
 # The stand-in for a checkpoint that cannot be had: a few optimisation steps, just enough to run every cell.
-DEMO_RUN = dict(epochs=1, batch_size=16, limit=96) if FAST else dict(epochs=1, batch_size=64, limit=1280)
+DEMO_RUN = dict(epochs=1, batch_size=16, limit=96) if QUICK else dict(epochs=1, batch_size=64, limit=1280)
 _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the same numbers
 
 # %% [markdown]
@@ -182,11 +183,11 @@ for name in MODEL_NAMES:
 # stands the number stored with the checkpoint: measured by the original author on a GPU over the
 # full splits for a published model, and by `train_flow` on its few images for a demonstration run.
 #
-# In fast mode only the first few validation and test images are evaluated. Those images are not
+# In quick mode only the first few validation and test images are evaluated. Those images are not
 # average ones: the first 1,000 test images, for instance, score about 0.025 bpd *better* than the
 # whole test set, so a subset's bpd is to be compared with a subset's, not with the stored column.
 # For reference, the original tutorial's code scores the first 1,000 test images (what this notebook
-# evaluates on a CPU outside fast mode) at 1.0524 bpd with `simple` and 1.0193 with `vardeq`;
+# evaluates on a CPU outside quick mode) at 1.0524 bpd with `simple` and 1.0193 with `vardeq`;
 # the random draws move such numbers by less than 0.003.
 
 # %% tags=["nbval-ignore-output"]
@@ -196,9 +197,9 @@ for name, model in models.items():
     row = {"model": name, "params": count_parameters(model), **stored_numbers(stored[name])}
     for split, dataset in (("val", val_set), ("test", test_set)):
         loader = make_loader(dataset, batch_size=64, limit=EVAL_IMAGES)
-        row[f"{split}_bpd"] = evaluate_bpd(model, loader, importance_samples=8, seed=42, progress=not FAST)
-    row["inference_ms"] = 1000 * time_likelihood(model, batch_size=64, repeats=1 if FAST else 5)
-    row["sampling_ms"] = 1000 * time_sampling(model, batch_size=64, repeats=1 if FAST else 5)
+        row[f"{split}_bpd"] = evaluate_bpd(model, loader, importance_samples=8, seed=42, progress=not QUICK)
+    row["inference_ms"] = 1000 * time_likelihood(model, batch_size=64, repeats=1 if QUICK else 5)
+    row["sampling_ms"] = 1000 * time_sampling(model, batch_size=64, repeats=1 if QUICK else 5)
     rows.append(row)
 table = results_table(rows)
 display(Markdown(table))
@@ -220,7 +221,7 @@ print(table.splitlines()[0])
 # * **Sampling costs the same for `simple` and `vardeq`.** Sampling never runs the dequantization
 #   flow (rounding down ignores $u$), so the learned noise is free at generation time.
 #
-# On a CPU, and in fast mode, the times and bpd wobble from run to run; the ranking of the bpd holds.
+# On a CPU, and in quick mode, the times and bpd wobble from run to run; the ranking of the bpd holds.
 #
 # ### Importance sampling on a real model
 #

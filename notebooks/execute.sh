@@ -21,7 +21,7 @@ port="$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0
 server=$!
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 export NFLOWS_TUTORIAL_CHECKPOINT_URL="http://127.0.0.1:$port/"
-export NFLOWS_TUTORIAL_FAST=1
+export NFLOWS_TUTORIAL_QUICK=1
 export PATH_DATASETS="$shared/data"
 export PATH_CHECKPOINT="$work/checkpoints"
 export MPLBACKEND=Agg
