@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-__all__ = ["REPO_URL", "BRANCH", "colab_url", "github_parts"]
+__all__ = ["BRANCH", "REPO_URL", "colab_url", "github_parts"]
 
 REPO_URL = "https://github.com/nflows-tutorial/nflows-tutorial"
 BRANCH = "main"

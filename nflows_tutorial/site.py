@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["SiteBuildError", "SITE_SOURCES", "course_pages", "public_modules", "api_page", "build_site", "add_arguments", "run"]
+__all__ = ["SITE_SOURCES", "SiteBuildError", "add_arguments", "api_page", "build_site", "course_pages", "public_modules", "run"]
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"

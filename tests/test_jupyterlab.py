@@ -22,8 +22,14 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-
-from browser import VIEWPORT, artifacts_dir, free_port, launched_chromium, need_modules, serve
+from browser import (
+    VIEWPORT,
+    artifacts_dir,
+    free_port,
+    launched_chromium,
+    need_modules,
+    serve,
+)
 from conftest import SHARED_CHECKPOINTS, SHARED_DATA
 
 ROOT = Path(__file__).resolve().parent.parent

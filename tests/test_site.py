@@ -20,8 +20,8 @@ from pathlib import Path
 from urllib.parse import urldefrag, urlparse
 
 import pytest
-
 from browser import VIEWPORT, artifacts_dir, launched_chromium, need_modules, serve
+
 from nflows_tutorial.repository import colab_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,12 +87,14 @@ def _page_of(url: str) -> str:
 def _visit(site: Site, url: str) -> Visit:
     visit = Visit()
     page = site.page
-    on_console = lambda msg: msg.type == "error" and visit.console_errors.append(f"{msg.text} ({msg.location})")  # noqa: E731
-    on_error = lambda err: visit.console_errors.append(f"uncaught: {err}")  # noqa: E731
-    on_failed = lambda req: visit.failed_requests.append(f"{req.url}: {req.failure}")  # noqa: E731
-    on_response = lambda res: res.status >= 400 and visit.failed_requests.append(f"{res.url}: HTTP {res.status}")  # noqa: E731
-    for event, handler in (("console", on_console), ("pageerror", on_error), ("requestfailed", on_failed), ("response", on_response)):
-        page.on(event, handler)
+    listeners = {
+        "console": lambda msg: msg.type == "error" and visit.console_errors.append(f"{msg.text} ({msg.location})"),
+        "pageerror": lambda err: visit.console_errors.append(f"uncaught: {err}"),
+        "requestfailed": lambda req: visit.failed_requests.append(f"{req.url}: {req.failure}"),
+        "response": lambda res: res.status >= 400 and visit.failed_requests.append(f"{res.url}: HTTP {res.status}"),
+    }
+    for event, listener in listeners.items():
+        page.on(event, listener)
     try:
         page.goto(url, wait_until="load")
         page.evaluate(WAIT_FOR_MATHJAX_JS)
@@ -100,8 +102,8 @@ def _visit(site: Site, url: str) -> Visit:
         visit.facts = page.evaluate(PAGE_FACTS_JS)
         visit.raw_tex = [m.group(0) for m in RAW_TEX.finditer(page.evaluate(VISIBLE_TEXT_JS))]
     finally:
-        for event, handler in (("console", on_console), ("pageerror", on_error), ("requestfailed", on_failed), ("response", on_response)):
-            page.remove_listener(event, handler)
+        for event, listener in listeners.items():
+            page.remove_listener(event, listener)
     return visit
 
 
@@ -279,3 +281,14 @@ def test_screenshots_of_landing_page_and_squeeze_section(site):
     page.screenshot(path=str(squeeze))
     for shot in (landing, squeeze):
         assert _png_size(shot) == (VIEWPORT["width"], VIEWPORT["height"]), f"{shot} has the wrong size"
+
+
+def test_site_command_names_the_missing_extra(monkeypatch, capsys, tmp_path):
+    from nflows_tutorial import site as site_module
+    from nflows_tutorial.cli import main
+
+    monkeypatch.setattr(site_module, "NEEDED", ("sphinx", "no_such_sphinx_theme_here"))
+    assert main(["site", "--out", str(tmp_path / "out")]) == 1
+    message = capsys.readouterr().err
+    assert "no_such_sphinx_theme_here" in message and 'pip install -e ".[site]"' in message
+    assert not (tmp_path / "out").exists()
