@@ -10,6 +10,7 @@ what the committed code produces.
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import nflows_tutorial
@@ -23,7 +24,8 @@ copyright = author
 release = nflows_tutorial.__version__
 html_title = project
 
-extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.mathjax"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # this folder's own extension
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.mathjax", "repository_links"]
 root_doc = "index"
 # README.md is shown through index.md's include, not as a page of its own.
 exclude_patterns = ["README.md", "_build", "**.ipynb_checkpoints"]
