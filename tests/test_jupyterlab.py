@@ -75,6 +75,7 @@ REPORT_JS = """() => {
   const images = Array.from(nb.content.node.querySelectorAll('.jp-OutputArea-output img'));
   return {
     runResult: window.__runResult,
+    jupytextFormats: (nb.context.model.getMetadata('jupytext') || {}).formats || null,
     codeCells: cells.length,
     executed: cells.filter(c => c.model.executionCount !== null).length,
     errors: outputs.flat().filter(o => o.output_type === 'error').map(o => `${o.ename}: ${o.evalue}`),
@@ -187,7 +188,11 @@ def _check(report: dict, path: str) -> None:
 
 def test_notebook_1_from_its_py_runs_in_jupyterlab(lab):
     page, _ = lab
-    _check(_run_in_lab(page, NOTEBOOK_1_PY, "Notebook", "jupyterlab-notebook1-from-py.png"), NOTEBOOK_1_PY)
+    report = _run_in_lab(page, NOTEBOOK_1_PY, "Notebook", "jupyterlab-notebook1-from-py.png")
+    assert report["jupytextFormats"] == "ipynb,py:percent", (
+        f"{NOTEBOOK_1_PY} was not opened through Jupytext's pairing (formats: {report['jupytextFormats']})"
+    )
+    _check(report, NOTEBOOK_1_PY)
 
 
 def test_notebook_2_from_its_ipynb_runs_in_jupyterlab(lab):
