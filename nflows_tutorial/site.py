@@ -10,6 +10,7 @@ installed with the package.
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import pkgutil
 import shutil
@@ -22,7 +23,7 @@ __all__ = ["SITE_SOURCES", "SiteBuildError", "add_arguments", "api_page", "build
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 SITE_SOURCES = NOTEBOOKS / "site"
-PACKAGE = __package__ or "nflows_tutorial"
+PACKAGE = __name__.rpartition(".")[0]
 NEEDED = ("sphinx", "myst_nb", "sphinx_book_theme")
 
 
@@ -37,14 +38,18 @@ def course_pages(notebooks: Path = NOTEBOOKS) -> list[Path]:
     return notebook_files + markdown_pages
 
 
+def _module_tree(package: str) -> dict[str, bool]:
+    """Each public module of ``package`` (no name part starting with an underscore): is it a package?"""
+    found = {package: True}
+    for info in pkgutil.walk_packages(importlib.import_module(package).__path__, prefix=f"{package}."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            found[info.name] = info.ispkg
+    return dict(sorted(found.items()))
+
+
 def public_modules(package: str = PACKAGE) -> list[str]:
     """Every importable module of ``package`` whose name has no part starting with an underscore."""
-    locations = importlib.util.find_spec(package).submodule_search_locations
-    names = [package]
-    for info in pkgutil.walk_packages(locations, prefix=f"{package}."):
-        if not any(part.startswith("_") for part in info.name.split(".")):
-            names.append(info.name)
-    return sorted(names)
+    return list(_module_tree(package))
 
 
 def api_page(package: str = PACKAGE) -> str:
@@ -54,8 +59,7 @@ def api_page(package: str = PACKAGE) -> str:
     module that defines them.
     """
     lines = ["# API reference", "", f"The `{package}` package, module by module, as its docstrings describe it.", ""]
-    for name in public_modules(package):
-        is_package = importlib.util.find_spec(name).submodule_search_locations is not None
+    for name, is_package in _module_tree(package).items():
         # Docstrings are reStructuredText, so autodoc's output is parsed as such, not as Markdown.
         lines += [f"## `{name}`", "", "```{eval-rst}", f".. automodule:: {name}"]
         if not is_package:

@@ -1,10 +1,10 @@
 """Sphinx configuration of the course website (built by ``python -m nflows_tutorial site --out DIR``).
 
-The builder stages the sources into one folder that mirrors the repository (``index.md`` and
-``api.md`` from here, ``README.md``, ``notebooks/*.ipynb`` and the course's Markdown pages), so the
-relative links between README, notebooks and pages resolve as they do on GitHub. The notebooks are
-shown with their stored outputs and never executed: nbval already checks that those outputs are
-what the committed code produces.
+The builder stages the sources into one folder that mirrors the repository (``index.md`` from here,
+``api.md`` generated from the package's modules, ``README.md``, ``notebooks/*.ipynb`` and the
+course's Markdown pages), so the relative links between README, notebooks and pages resolve as they
+do on GitHub. The notebooks are shown with their stored outputs and never executed: nbval already
+checks that those outputs are what the committed code produces.
 """
 
 from __future__ import annotations
