@@ -398,11 +398,20 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=unavailable)
 
 
+# site --------------------------------------------------------------------------------------------------
+def _add_site(sub: argparse._SubParsersAction) -> None:
+    from . import site
+
+    p = sub.add_parser("site", help="build the course website (README, notebooks, API) into a folder")
+    site.add_arguments(p)
+    p.set_defaults(run=site.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, one sub-command per job."""
     parser = _Parser(prog=PROG, description="Deep normalizing flows on MNIST: the course's jobs without a notebook.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for add in (_add_evaluate, _add_train, _add_sample, _add_download, _add_bench):
+    for add in (_add_evaluate, _add_train, _add_sample, _add_download, _add_bench, _add_site):
         add(sub)
     return parser
 

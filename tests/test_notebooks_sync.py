@@ -10,10 +10,11 @@ import nbformat
 import pytest
 from jupytext.config import find_jupytext_configuration_file, load_jupytext_configuration_file
 
+from nflows_tutorial.repository import REPO_URL
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 SOURCES = sorted(NOTEBOOKS.glob("*.py"))
-REPO_URL = "https://github.com/nflows-tutorial/nflows-tutorial"
 
 
 def cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]:
