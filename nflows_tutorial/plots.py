@@ -111,7 +111,7 @@ def plot_flow_chain(
             raise ValueError(f"got {len(given)} {what} for {n} layers; give one per layer or none")
     if per_row < 1:
         raise ValueError(f"per_row must be positive, got {per_row}")
-    step, w, h = 1.6, 1.3, 1.25 if masks is not None else 1.0
+    step, w, h = 1.75, 1.45, 1.25 if masks is not None else 1.0
     row_gap = 3.0 if branches is not None and any(branches) else 2.4
     cols = min(n, per_row)
     rows = -(-n // per_row)
@@ -120,31 +120,34 @@ def plot_flow_chain(
     for i in range(n):
         r, c = divmod(i, per_row)
         positions.append((1.5 + (c if r % 2 == 0 else cols - 1 - c) * step, -r * row_gap))
-    left, right = 0.0, 1.5 + (cols - 1) * step + 1.6
-    width = min(MAX_WIDTH, 0.95 * (right + 0.9))
-    top, bottom = 1.05 + (0.2 if masks is not None else 0), -(rows - 1) * row_gap - 1.35
-    fig = Figure(figsize=(width, width * (top - bottom) / (right + 1.0)))
-    ax = _blank_axes(fig, (left - 0.5, right + 0.5), (bottom, top))
-    end_x = right if (rows - 1) % 2 == 0 else left
-    ax.text(left, 0, source, ha="center", va="center", fontsize=11)
+    left, right = -0.3, 1.5 + (cols - 1) * step + 1.7
+    width = min(MAX_WIDTH, 0.95 * (right + 1.5))
+    has_branch = branches is not None and any(branches)
+    top = 1.05 + (0.2 if masks is not None else 0)
+    bottom = -(rows - 1) * row_gap - 1.35 - (0.8 if has_branch else 0) - (0.3 if masks is not None else 0)
+    fig = Figure(figsize=(width, width * (top - bottom) / (right - left + 1.3)))
+    ax = _blank_axes(fig, (left - 0.65, right + 0.65), (bottom, top))
+    # The latent sits just after the last box, on whichever side the last row runs to.
+    end_x = positions[-1][0] + (1.8 if (rows - 1) % 2 == 0 else -1.8)
+    ax.text(left, 0, source, ha="center", va="center", fontsize=9)
     ax.text(end_x, positions[-1][1], target, ha="center", va="center", fontsize=10)
     for i, ((x, y), label) in enumerate(zip(positions, labels)):
         text_y = y - (0.15 if masks is not None and masks[i] is not None else 0)
         _box(ax, x, y, w, h, "", (colors or ["#dbe9f6"] * n)[i], gid=LAYER_GID)
-        ax.text(x, text_y, label, ha="center", va="center", fontsize=8)
+        ax.text(x, text_y, label, ha="center", va="center", fontsize=7.5)
         if masks is not None and masks[i] is not None:
             _mask_icon(ax, x, y + h / 2 - 0.22, np.asarray(masks[i]))
         if notes is not None:
             ax.text(x, y - h / 2 - 0.17, notes[i], ha="center", va="center", fontsize=7, color="0.35")
         if branches is not None and branches[i]:
             _arrow(ax, (x, y - h / 2 - 0.32), (x, y - h / 2 - 0.95), color="#7a2a5a")
-            ax.text(x + 0.1, y - h / 2 - 0.75, branches[i], ha="left", va="center", fontsize=7, color="#7a2a5a")
+            ax.text(x + 0.12, y - h / 2 - 0.75, branches[i], ha="left", va="center", fontsize=8, color="#7a2a5a")
     anchors = [(left, 0.0, "end")] + [(x, y, "box") for x, y in positions] + [(end_x, positions[-1][1], "end")]
     for (xa, ya, ka), (xb, yb, kb) in zip(anchors[:-1], anchors[1:]):
         if ya == yb:
             sign = 1 if xb > xa else -1
-            pad_a = 0.35 if ka == "end" else w / 2
-            pad_b = 0.65 if kb == "end" else w / 2
+            pad_a = 0.45 if ka == "end" else w / 2
+            pad_b = 0.75 if kb == "end" else w / 2
             a, b = xa + sign * pad_a, xb - sign * pad_b
             _arrow(ax, (a, ya + 0.22), (b, yb + 0.22), color="#1f5fa8")
             _arrow(ax, (b, yb - 0.22), (a, ya - 0.22), color="#b4451f")

@@ -294,16 +294,17 @@ print(f"published, for comparison: {PUBLISHED_TEST_BPD['vardeq'] - PUBLISHED_TES
 vardeq_model = models["vardeq"]
 image = val_set.images[:1].to(torch.int32).to(device)
 zero = torch.zeros(1, device=device)
-with seeded(0, device), torch.no_grad():
+with seeded(0, device), torch.inference_mode():
     dequant = vardeq_model.flows[0]
     v, ldj_noise = dequant.dequantize(image, zero)  # -log q(u|x) - D log 256
     z, ldj = dequant.logit(v, ldj_noise)
     for layer in vardeq_model.flows[1:]:
         z, ldj = layer(z, ldj)
     by_parts = ldj + (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(dim=(1, 2, 3))
-with seeded(0, device), torch.no_grad():
+with seeded(0, device), torch.inference_mode():
     whole = vardeq_model.log_likelihood(image)
-print(f"-log q(u|x) for this draw: {(ldj_noise + vardeq_model.dims * math.log(256)).item():10.2f} nats")
+print(f"-log q(u|x) for this draw: {(ldj_noise + vardeq_model.dims * math.log(256)).item():.2f} nats "
+      "(below 0 where q packs the noise into part of each cell, so that its density exceeds 1)")
 print(f"log p(x+u) - log q(u|x) from the parts: {by_parts.item():.4f}; log_likelihood: {whole.item():.4f}; "
       f"difference {abs(by_parts - whole).item():.4f}")
 
@@ -378,13 +379,21 @@ for name in ("vardeq", "multiscale"):
     print(f"{'':>10}  norm along the spherical path {[round(v) for v in norms['spherical'].tolist()]}")
 
 # %% tags=["nbval-ignore-output"]
-panels = {}
+rows, labels = [], []
 for name in ("vardeq", "multiscale"):
     for path in ("linear", "spherical"):
         with seeded(42, device):
-            rows = [interpolate(models[name], a, b, num_steps=8, path=path) for a, b in pairs]
-        panels[f"{name}, {path}\n({origin[name]})"] = torch.cat(rows)
-plot_image_panels(panels, ncol=8)
+            rows += [interpolate(models[name], a, b, num_steps=8, path=path) for a, b in pairs]
+        labels += [f"{name}, {path}"] * len(pairs)
+print("; ".join(f"{name}: {origin[name]}" for name in ("vardeq", "multiscale")))
+plot_images(torch.cat(rows), nrow=8, row_labels=labels, title="The same two pairs of images, four ways")
+
+# %% [markdown]
+# The ends of each row are the two encoded images (for the multi-scale model only up to the freshly
+# drawn split-off details). Where the linear and the spherical row of a model differ, they differ in
+# the middle columns, where the linear path runs through latents that are shorter than any the
+# prior would draw (the norms printed above); the spherical path stays at the prior's usual norm all
+# the way, so its midpoints are latents of the kind the flow was trained to decode.
 
 # %% [markdown]
 # ## What the split-off latents hold
