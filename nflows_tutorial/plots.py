@@ -10,7 +10,13 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch, Patch, Rectangle
 
-from .layers import CouplingLayer, Dequantization, SplitFlow, SqueezeFlow, VariationalDequantization
+from .layers import (
+    CouplingLayer,
+    Dequantization,
+    SplitFlow,
+    SqueezeFlow,
+    VariationalDequantization,
+)
 from .model import ImageFlow
 
 __all__ = [
@@ -452,7 +458,7 @@ def plot_image_panels(panels: Mapping[str, torch.Tensor], ncol: int = 4, title: 
     fig = Figure(figsize=(width, width / len(panels) / ncol * rows + 0.6 + (0.3 if title else 0)))
     for i, (name, images) in enumerate(panels.items(), start=1):
         ax = fig.add_subplot(1, len(panels), i)
-        n, _, h, w = images.shape
+        _, _, h, w = images.shape
         canvas = torch.full((rows * (h + 2) + 2, ncol * (w + 2) + 2), 128.0)
         for k, img in enumerate(images.detach().cpu().float()):
             r, c = divmod(k, ncol)
@@ -479,8 +485,8 @@ def plot_learning_curves(runs: Mapping[str, Mapping[str, Sequence[tuple[int, flo
     for i, (label, scalars) in enumerate(runs.items(), start=1):
         ax = fig.add_subplot(1, len(runs), i)
         drawn = False
-        for tag, style in (("train_bpd", dict(color="C0", alpha=0.8, linewidth=1)),
-                           ("val_bpd", dict(color="C3", marker="o", markersize=4, linewidth=1.5))):
+        for tag, style in (("train_bpd", {"color": "C0", "alpha": 0.8, "linewidth": 1}),
+                           ("val_bpd", {"color": "C3", "marker": "o", "markersize": 4, "linewidth": 1.5})):
             points = scalars.get(tag) or []
             if points:
                 steps, values = zip(*points)

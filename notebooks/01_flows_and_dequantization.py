@@ -167,11 +167,11 @@ print("a 6x6 crop of the first image (rows 10-15, columns 10-15):")
 print(first[10:16, 10:16])
 values = mnist.images[:1000].flatten()
 print(f"pixels of the first 1,000 images: {(values == 0).float().mean().item():.1%} are 0, "
-      f"{(values == 255).float().mean().item():.1%} are 255, the rest lie between")
+      f"{(values >= 250).float().mean().item():.1%} are 250 or more, the rest lie between")
 
 # %% [markdown]
-# Most pixels are pure black, a good share are (near) pure white, and the values between outline the
-# strokes. A model of these images has to put its probability on integers, and on very uneven ones.
+# Most pixels are pure black, the strokes are mostly near white, and the values between soften their
+# edges. A model of these images has to put its probability on integers, and on very uneven ones.
 #
 # ## Dequantization
 #
@@ -276,7 +276,7 @@ zero = torch.zeros(1, dtype=torch.float64)
 
 scaled, ldj_scale = layer.dequantize(x, zero, noise=u)
 by_autograd = autograd_log_det(lambda noise: layer.dequantize(x, zero, noise=noise)[0], u)
-_ = compare("1. scaling by 1/256, layer vs autograd   ", ldj_scale, by_autograd)
+_ = compare("1. scaling by 1/256, layer vs autograd", ldj_scale, by_autograd)
 
 z, ldj_logit = layer.logit(scaled, zero)
 by_autograd = autograd_log_det(lambda v: layer.logit(v, zero)[0], scaled)
@@ -427,11 +427,11 @@ for M in (1, 2, 4, 8, 32):
     log_ratio = torch.logsumexp(torch.log(2 * u_draws), dim=1) - math.log(M)  # log of the M-sample mean
     above = (log_ratio > 0).double().mean().item()
     print(f"M = {M:2d}: bound minus log P(x) = {log_ratio.mean().item():+.3f} nats on average; "
-          f"{above:.0%} of single estimates land above log P(x)")
+          f"{above:.0%} of the estimates land above log P(x)")
 
 # %% [markdown]
-# The gap shrinks roughly like $1/M$, and single estimates land above the true value often (half of
-# them for $M = 1$ here, since $\log 2u > 0$ whenever $u > 1/2$): only the average is a bound.
+# The gap shrinks roughly like $1/M$, and the estimates land above the true value often (half of
+# them here; for $M = 1$ because $\log 2u > 0$ whenever $u > 1/2$): only their average is a bound.
 # Notebook 3 measures the same effect on a trained image model.
 #
 # ## Summary

@@ -60,16 +60,27 @@ except ImportError:
 
 import math
 import os
+from pathlib import Path
 
 import torch
 from IPython.display import Markdown, display
 
-from pathlib import Path
-
-from nflows_tutorial import MODEL_NAMES, ImageFlow, VariationalDequantization, create_model, load_mnist, make_loader
+from nflows_tutorial import (
+    MODEL_NAMES,
+    ImageFlow,
+    VariationalDequantization,
+    create_model,
+    load_mnist,
+    make_loader,
+)
 from nflows_tutorial.evaluation import results_row, results_table, seeded
 from nflows_tutorial.literate import show_source
-from nflows_tutorial.plots import plot_dequantization_histogram, plot_image_panels, plot_images, plot_learning_curves
+from nflows_tutorial.plots import (
+    plot_dequantization_histogram,
+    plot_image_panels,
+    plot_images,
+    plot_learning_curves,
+)
 from nflows_tutorial.pretrained import (
     CheckpointError,
     default_device,
@@ -80,7 +91,12 @@ from nflows_tutorial.pretrained import (
 from nflows_tutorial.run_logs import read_scalars
 from nflows_tutorial.sampling import draw_samples, interpolate, latent_path
 from nflows_tutorial.settings import quick_mode
-from nflows_tutorial.training import default_out_dir, make_trainer, run_paths, train_flow
+from nflows_tutorial.training import (
+    default_out_dir,
+    make_trainer,
+    run_paths,
+    train_flow,
+)
 
 TRAIN_FROM_SCRATCH = False  # True: train all three models here (hours on a GPU) instead of loading them
 QUICK = quick_mode()
@@ -123,6 +139,20 @@ _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the 
 
 # %% tags=["nbval-ignore-output"]
 show_source(ImageFlow, "training_step", "validation_step", "test_step", "configure_optimizers")
+
+# %% [markdown]
+# The learning rate after $k$ epochs is $10^{-3} \cdot 0.99^k$. Stepping the scheduler that
+# `configure_optimizers` returns shows what that means over a run (the learning curves below log it
+# too, as `lr-Adam`):
+
+# %%
+optimizers, schedulers = create_model("simple").configure_optimizers()
+scheduler = schedulers[0]["scheduler"]
+for epoch in range(201):
+    if epoch in (0, 10, 50, 100, 200):
+        print(f"after {epoch:3d} epochs: learning rate {optimizers[0].param_groups[0]['lr']:.3e}")
+    optimizers[0].step()  # no gradients yet: a no-op that keeps the scheduler's order of calls
+    scheduler.step()
 
 
 # %% [markdown]
@@ -281,8 +311,9 @@ print(f"published, for comparison: {PUBLISHED_TEST_BPD['vardeq'] - PUBLISHED_TES
 # so each one is weighted by $p(x + u_m) / q(u_m \mid x)$:
 #
 # $$
-# \log P(x) \;\ge\; \mathbb{E}\left[\log \frac{1}{M} \sum_{m=1}^{M} \frac{p(x + u_m)}{q(u_m \mid x)}\right],
-# \qquad u_m \sim q(u \mid x).
+# w_m = \frac{p(x + u_m)}{q(u_m \mid x)}, \quad u_m \sim q(u \mid x):
+# \qquad
+# \log P(x) \;\ge\; \mathbb{E}\Big[\log \operatorname{mean}_{m \le M}\, w_m\Big].
 # $$
 #
 # No new code is needed for that: the dequantization layer adds the noise flow's log-determinant,
@@ -346,6 +377,16 @@ for M, bpd in per_image.items():
 
 # %% tags=["nbval-ignore-output"]
 plot_image_panels({f"{name}\n({origin[name]})": draw_samples(model, 16, seed=44) for name, model in models.items()})
+
+# %% [markdown]
+# The two single-scale models draw strokes with the thickness and texture of handwriting, but mostly
+# fragments: loops, bars and hooks that rarely add up to a whole digit. Their couplings relate
+# neighbouring pixels on the 28x28 grid, and eight of them do not reach across a whole digit. A
+# trained multi-scale model draws connected shapes, many of them recognisable digits: after two
+# squeezes its last couplings see the image as 7x7 positions of 8 channels each, where the stacked
+# 3x3 convolutions of a conditioner reach across the whole digit. That is the central lesson of the
+# multi-scale architecture, and the split-off latents below show where the global shape is kept.
+# (A demonstration run, if one stands in above, draws noise.)
 
 # %% [markdown]
 # ## Interpolating in latent space

@@ -19,8 +19,8 @@ from nflows_tutorial import (
     create_channel_mask,
     create_checkerboard_mask,
     create_model,
+    plots,
 )
-from nflows_tutorial import plots
 from nflows_tutorial.literate import SourceView, autograd_log_det, show_source
 
 
@@ -183,7 +183,7 @@ def _mask_icons(fig: Figure) -> list[list[str]]:
     from matplotlib.colors import to_hex
     from matplotlib.patches import Rectangle
 
-    icons, current, last_y = [], [], None
+    icons, current = [], []
     for patch in fig.axes[0].patches:
         if isinstance(patch, Rectangle) and patch.get_width() < 0.2:
             current.append(to_hex(patch.get_facecolor()))
