@@ -83,8 +83,8 @@ def compare(label: str, ours: torch.Tensor | float, reference: torch.Tensor | fl
             digits: int = 6) -> float:
     """Print ``ours`` and ``reference`` (numbers, or tensors of a few values) and the largest difference between them.
 
-    The difference is printed to ten decimals, so it reads the same on any machine when the two
-    agree to well within ``atol``; an ``AssertionError`` names the label when they do not agree to
+    The difference is printed to eight decimals, so it reads the same on any machine when the two
+    agree to well within ``atol`` (float64 checks agree to about 1e-10); an ``AssertionError`` names the label when they do not agree to
     ``atol``. Returns the largest absolute difference.
     """
     a = torch.as_tensor(ours, dtype=torch.float64).detach().cpu().flatten()
@@ -98,7 +98,7 @@ def compare(label: str, ours: torch.Tensor | float, reference: torch.Tensor | fl
         return text[0] if len(text) == 1 else "[" + ", ".join(text) + "]"
 
     difference = float((a - b).abs().max()) if a.numel() else 0.0
-    print(f"{label}: {show(a)} vs {show(b)}, difference {difference:.10f}")
+    print(f"{label}: {show(a)} vs {show(b)}, difference {difference:.8f}")
     if not difference <= atol:
         raise AssertionError(f"{label}: the two differ by {difference:.3g}, more than the tolerance {atol:g}")
     return difference

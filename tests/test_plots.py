@@ -263,8 +263,8 @@ def test_compare_prints_both_numbers_and_the_difference(capsys):
     from nflows_tutorial.literate import compare
 
     assert compare("ldj", torch.tensor([1.5]), 1.5 + 1e-12) < 1e-11
-    assert capsys.readouterr().out == "ldj: 1.500000 vs 1.500000, difference 0.0000000000\n"
+    assert capsys.readouterr().out == "ldj: 1.500000 vs 1.500000, difference 0.00000000\n"
     compare("zero", torch.tensor([-1e-17, 2.0]), torch.tensor([0.0, 2.0]))
-    assert capsys.readouterr().out == "zero: [0.000000, 2.000000] vs [0.000000, 2.000000], difference 0.0000000000\n"
+    assert capsys.readouterr().out == "zero: [0.000000, 2.000000] vs [0.000000, 2.000000], difference 0.00000000\n"
     with pytest.raises(AssertionError, match="far: the two differ by 0.1"):
         compare("far", 1.0, 1.1)
