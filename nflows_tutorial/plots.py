@@ -485,12 +485,14 @@ def plot_learning_curves(runs: Mapping[str, Mapping[str, Sequence[tuple[int, flo
     for i, (label, scalars) in enumerate(runs.items(), start=1):
         ax = fig.add_subplot(1, len(runs), i)
         drawn = False
-        for tag, style in (("train_bpd", {"color": "C0", "alpha": 0.8, "linewidth": 1}),
-                           ("val_bpd", {"color": "C3", "marker": "o", "markersize": 4, "linewidth": 1.5})):
+        for tag, name, style in (
+            ("train_bpd", "training", {"color": "C0", "alpha": 0.8, "linewidth": 1}),
+            ("val_bpd", "validation", {"color": "C3", "marker": "o", "markersize": 4, "linewidth": 1.5}),
+        ):
             points = scalars.get(tag) or []
             if points:
                 steps, values = zip(*points)
-                ax.plot(steps, values, label=tag.replace("_bpd", "ation" if tag == "val_bpd" else "ing"), **style)
+                ax.plot(steps, values, label=name, **style)
                 drawn = True
         if not drawn:
             raise ValueError(f"run {label!r} logged neither train_bpd nor val_bpd")

@@ -186,9 +186,10 @@ def course_checkpoint(name: str) -> tuple[ImageFlow, str, Path] | None:
         return None
     model = create_model(name)
     load_state_dict_checked(model, read_checkpoint(folder / f"MNISTFlow_{name}.ckpt")["state_dict"], name)
-    # PROVENANCE.md says how the file was made, in a bullet that starts "How it was made".
+    # PROVENANCE.md says how the file was made, in a bullet that starts "How it was made" (and may wrap).
     provenance = (folder / "PROVENANCE.md").read_text() if (folder / "PROVENANCE.md").is_file() else ""
-    how = next((line.strip("- ").strip() for line in provenance.splitlines() if "How it was made" in line),
+    bullets = [" ".join(item.split()) for item in provenance.split("\n- ")]
+    how = next((item for item in bullets if item.startswith("How it was made")),
                "How it was made: not recorded (no PROVENANCE.md)")
     return model.to(device).eval(), how, folder / "run" / name
 

@@ -241,6 +241,7 @@ def test_learning_curves_draw_each_logged_series():
     fig = plots.plot_learning_curves({"run": {"train_bpd": [(50, 1.5), (100, 1.4)], "val_bpd": [(99, 1.3)]}})
     lines = fig.axes[0].lines
     assert [list(line.get_xdata()) for line in lines] == [[50, 100], [99]]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["training", "validation"]
     with pytest.raises(ValueError, match="neither"):
         plots.plot_learning_curves({"run": {"lr-Adam": [(0, 1e-3)]}})
 
