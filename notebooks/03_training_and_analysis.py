@@ -132,9 +132,9 @@ _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the 
 #   batches of 128 images, on the 50,000 training images (the other 10,000 validate).
 #
 # Why not train on the tighter importance-sampled bound? With $M$ draws a step costs $M$ times the
-# compute, and the gain is small: the bound moves by a few hundredths of a bit between one draw and
-# sixteen (measured below), while the same compute spent on $M$ times more steps moves the bpd much
-# further in the early epochs, where the curves below fall by tenths of a bit. Importance sampling pays at evaluation, where we want the tightest
+# compute, and the gain is small: the bound moves by one or two hundredths of a bit between one draw
+# and sixteen (measured below), while the same compute spent on $M$ times more steps moves the bpd
+# much further in the early epochs, where the curves below fall by tenths of a bit. Importance sampling pays at evaluation, where we want the tightest
 # number and run the data only once.
 
 # %% tags=["nbval-ignore-output"]
@@ -363,10 +363,12 @@ for M, bpd in per_image.items():
     previous = M
 
 # %% [markdown]
-# In full mode the bound falls at every doubling of $M$, by several standard errors at first and by
-# less at each step (a rough halving, as the toy of notebook 1 predicts for a gap that shrinks like
-# $1/M$); the total gain from $M = 1$ to $16$ is a few hundredths of a bit. In quick mode the handful
-# of images leaves error bars as large as the later steps.
+# In full mode (1,000 images) the bound falls at every doubling of $M$, each step many standard
+# errors from zero and a little smaller than the one before; from $M = 1$ to $16$ it gains one to
+# two hundredths of a bit. The steps shrink more slowly than the halving of the toy in notebook 1:
+# the gap falls like $1/M$ only once $M$ is large compared with the relative variance of the weights
+# $w_m$, which for a whole image is far larger than for the toy's single value. In quick mode the
+# handful of images leaves error bars as large as the later steps, and the curve can wobble.
 #
 # ## Samples
 #
