@@ -31,7 +31,11 @@ MODE_SOURCES = frozenset({
 # Sources that print nothing when called, so a plain assignment from them is silent.
 SILENT_SOURCES = frozenset({"quick_mode", "default_device", "os"})
 # Strings that betray the machine a notebook ran on rather than the course.
-NOISE = [r"127\.0\.0\.1", r"localhost:\d+", r"/tmp/", r"litlogger", r"Deprecat", r"HTTP [1-5]\d\d", r"\bTip:"]
+NOISE = [
+    r"127\.0\.0\.1", r"localhost:\d+", r"/tmp/", r"litlogger", r"Deprecat", r"HTTP [1-5]\d\d", r"\bTip:",
+    # A warning's source location: the path of the checkout or of the installed packages.
+    r"site-packages/", r"/nflows_tutorial/[\w/]+\.py:\d+",
+]
 
 
 def _code(source: str) -> str:
