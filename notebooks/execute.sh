@@ -8,8 +8,9 @@
 #   --full   what the stored outputs are: notebook 3 scores all 10,000 validation and test images
 #            with 8 importance samples and draws its importance-sampling curve on 1,000 images; where
 #            the published multi-scale checkpoint is not in the mirror, the course's own checkpoint in
-#            ../shared/checkpoints/course is used (NFLOWS_TUTORIAL_COURSE_CHECKPOINTS). About 10 min
-#            on one GPU; about 70 min on a 2-core CPU.
+#            ../shared/checkpoints/course is used (NFLOWS_TUTORIAL_COURSE_CHECKPOINTS). On a 2-core
+#            CPU one model's full test split takes about 10 minutes, so notebook 3 takes well over an
+#            hour there; use a GPU. The script prints each notebook's time.
 #   (none)   quick mode, what CI runs under nbval (NFLOWS_TUTORIAL_QUICK=1): a few minutes on a CPU.
 #            nbval compares only the cells that print the same in both modes, so a quick run checks
 #            stored full-mode outputs; use it to try a change, and --full before committing outputs.
