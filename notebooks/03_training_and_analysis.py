@@ -134,8 +134,8 @@ _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the 
 # Why not train on the tighter importance-sampled bound? With $M$ draws a step costs $M$ times the
 # compute, and the gain is small: the bound moves by one or two hundredths of a bit between one draw
 # and sixteen (measured below), while the same compute spent on $M$ times more steps moves the bpd
-# much further in the early epochs, where the curves below fall by tenths of a bit. Importance sampling pays at evaluation, where we want the tightest
-# number and run the data only once.
+# much further in the early epochs, where the curves below fall by tenths of a bit. Importance
+# sampling pays at evaluation, where we want the tightest number and run the data only once.
 
 # %% tags=["nbval-ignore-output"]
 show_source(ImageFlow, "training_step", "validation_step", "test_step", "configure_optimizers")
@@ -320,25 +320,26 @@ print(f"published, for comparison: {PUBLISHED_TEST_BPD['vardeq'] - PUBLISHED_TES
 # No new code is needed for that: the dequantization layer adds the noise flow's log-determinant,
 # which is $-\log q(u_m \mid x)$, to the LDJ, so each draw's "log-likelihood" $\ell_m$ that
 # `log_likelihood` averages in log space is already $\log p(x + u_m) - \log q(u_m \mid x)$. The cell
-# below takes one image apart: the LDJ of the dequantization layer alone, and the rest.
+# below takes a batch of images apart: the LDJ of the dequantization layer alone, and the rest.
 
 # %% tags=["nbval-ignore-output"]
 vardeq_model = models["vardeq"]
-image = val_set.images[:1].to(torch.int32).to(device)
-zero = torch.zeros(1, device=device)
+images = val_set.images[:64].to(torch.int32).to(device)  # one batch, as in the evaluation above
+zero = torch.zeros(len(images), device=device)
 with seeded(0, device), torch.inference_mode():
     dequant = vardeq_model.flows[0]
-    v, ldj_noise = dequant.dequantize(image, zero)  # -log q(u|x) - D log 256
+    v, ldj_noise = dequant.dequantize(images, zero)  # -log q(u|x) - D log 256, per image
     z, ldj = dequant.logit(v, ldj_noise)
     for layer in vardeq_model.flows[1:]:
         z, ldj = layer(z, ldj)
     by_parts = ldj + (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(dim=(1, 2, 3))
 with seeded(0, device), torch.inference_mode():
-    whole = vardeq_model.log_likelihood(image)
-print(f"-log q(u|x) for this draw: {(ldj_noise + vardeq_model.dims * math.log(256)).item():.2f} nats "
+    whole = vardeq_model.log_likelihood(images)
+print(f"-log q(u|x) for the first image's draw: {(ldj_noise[0] + vardeq_model.dims * math.log(256)).item():.2f} nats "
       "(below 0 where q packs the noise into part of each cell, so that its density exceeds 1)")
-print(f"log p(x+u) - log q(u|x) from the parts: {by_parts.item():.4f}; log_likelihood: {whole.item():.4f}; "
-      f"difference {abs(by_parts - whole).item():.4f}")
+print(f"first image: log p(x+u) - log q(u|x) from the parts {by_parts[0].item():.4f}, "
+      f"from log_likelihood {whole[0].item():.4f}; largest difference over {len(images)} images "
+      f"{(by_parts - whole).abs().max().item():.4f}")
 
 # %% [markdown]
 # Now the bound against $M$, on the first validation images. Each image's bpd is computed for every
