@@ -12,7 +12,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
-__all__ = ["SourceView", "show_source", "autograd_log_det"]
+__all__ = ["SourceView", "show_source", "autograd_log_det", "compare"]
 
 
 @dataclass(frozen=True)
@@ -77,3 +77,28 @@ def autograd_log_det(fn: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor
         raise ValueError(f"fn maps {z.numel()} values to {out_size}; a Jacobian determinant needs a square map")
     jac = torch.autograd.functional.jacobian(lambda flat: fn(flat.view_as(z)).flatten(), z.flatten())
     return torch.linalg.slogdet(jac).logabsdet
+
+
+def compare(label: str, ours: torch.Tensor | float, reference: torch.Tensor | float, atol: float = 1e-8,
+            digits: int = 6) -> float:
+    """Print ``ours`` and ``reference`` (numbers, or tensors of a few values) and the largest difference between them.
+
+    The difference is printed to eight decimals, so it reads the same on any machine when the two
+    agree to well within ``atol`` (float64 checks agree to about 1e-10); an ``AssertionError`` names the label when they do not agree to
+    ``atol``. Returns the largest absolute difference.
+    """
+    a = torch.as_tensor(ours, dtype=torch.float64).detach().cpu().flatten()
+    b = torch.as_tensor(reference, dtype=torch.float64).detach().cpu().flatten()
+    if a.shape != b.shape:
+        raise ValueError(f"{label}: cannot compare {a.numel()} values with {b.numel()}")
+
+    def show(values: torch.Tensor) -> str:
+        # round(...) + 0.0 turns a rounded -0.0 into 0.0, which would otherwise print differently by machine.
+        text = [f"{round(v, digits) + 0.0:.{digits}f}" for v in values.tolist()]
+        return text[0] if len(text) == 1 else "[" + ", ".join(text) + "]"
+
+    difference = float((a - b).abs().max()) if a.numel() else 0.0
+    print(f"{label}: {show(a)} vs {show(b)}, difference {difference:.8f}")
+    if not difference <= atol:
+        raise AssertionError(f"{label}: the two differ by {difference:.3g}, more than the tolerance {atol:g}")
+    return difference

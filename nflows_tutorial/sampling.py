@@ -11,7 +11,7 @@ import torch
 from .evaluation import seeded
 from .model import ImageFlow
 
-__all__ = ["draw_samples", "interpolate", "image_grid", "save_image_grid"]
+__all__ = ["draw_samples", "INTERPOLATION_PATHS", "latent_path", "interpolate", "image_grid", "save_image_grid"]
 
 
 def draw_samples(model: ImageFlow, n: int = 64, seed: int | None = None) -> torch.Tensor:
@@ -23,24 +23,54 @@ def draw_samples(model: ImageFlow, n: int = 64, seed: int | None = None) -> torc
         return model.sample(n)
 
 
-def interpolate(model: ImageFlow, img1: torch.Tensor, img2: torch.Tensor, num_steps: int = 8) -> torch.Tensor:
-    """Decode ``num_steps`` evenly spaced points on the line between the latents of two images.
+INTERPOLATION_PATHS = ("linear", "spherical")
 
-    Both images (integer tensors ``[C, H, W]``) are encoded; the final latents are mixed as
-    ``(1 - t) z1 + t z2`` for ``t`` from 0 to 1 and decoded with ``sample(z_init=...)``, so the
-    first image is close to ``img1`` and the last to ``img2``. A multi-scale model draws its
-    split-off channels afresh, so the ends are not exact copies. Returns int32 ``[num_steps, C, H, W]``.
+
+def latent_path(z1: torch.Tensor, z2: torch.Tensor, num_steps: int, path: str = "linear") -> torch.Tensor:
+    """``num_steps`` latents from ``z1`` to ``z2`` (same shape), stacked on a new first dimension.
+
+    ``"linear"`` mixes ``(1 - t) z1 + t z2``; its midpoints have a smaller norm than either end
+    (for two independent Gaussian latents, about ``1/sqrt(2)`` of it at ``t = 1/2``), where a
+    standard normal in many dimensions almost never puts a draw. ``"spherical"`` turns ``z1`` into
+    ``z2`` along the great circle through them and scales the norm linearly between the two ends,
+    so every point has a norm a prior draw could have.
     """
+    if path not in INTERPOLATION_PATHS:
+        raise ValueError(f"path must be one of {INTERPOLATION_PATHS}, got {path!r}")
     if num_steps < 2:
         raise ValueError(f"an interpolation needs at least 2 steps (the two ends), got {num_steps}")
+    t = torch.linspace(0, 1, num_steps, device=z1.device, dtype=z1.dtype).view(-1, *([1] * z1.dim()))
+    if path == "linear":
+        return (1 - t) * z1 + t * z2
+    n1, n2 = z1.norm(), z2.norm()
+    u1, u2 = z1 / n1, z2 / n2
+    omega = torch.arccos((u1 * u2).sum().clamp(-1, 1))
+    if omega < 1e-6:  # (nearly) the same direction: the great circle degenerates to the line
+        direction = (1 - t) * u1 + t * u2
+    else:
+        direction = (torch.sin((1 - t) * omega) * u1 + torch.sin(t * omega) * u2) / torch.sin(omega)
+    return direction * ((1 - t) * n1 + t * n2)
+
+
+def interpolate(
+    model: ImageFlow, img1: torch.Tensor, img2: torch.Tensor, num_steps: int = 8, path: str = "linear"
+) -> torch.Tensor:
+    """Decode ``num_steps`` evenly spaced points on a path between the latents of two images.
+
+    Both images (integer tensors ``[C, H, W]``) are encoded with one draw of the dequantization
+    noise each (so their latents are one point of the cell of latents that quantizes back to the
+    image), joined by :func:`latent_path` (``"linear"`` or ``"spherical"``) and decoded with
+    ``sample(z_init=...)``. A multi-scale model's ``encode`` keeps only the final latent and draws
+    its split-off channels afresh when decoding, so the ends are close to, not copies of, the
+    images. Returns int32 ``[num_steps, C, H, W]``.
+    """
     for name, img in (("img1", img1), ("img2", img2)):
         if img.dim() != 3:
             raise ValueError(f"{name} must be one image [C, H, W], got shape {list(img.shape)}")
     imgs = torch.stack([img1, img2]).to(model.device)
     with torch.inference_mode():
         z, _ = model.encode(imgs)
-        t = torch.linspace(0, 1, num_steps, device=z.device, dtype=z.dtype).view(-1, *([1] * (z.dim() - 1)))
-        z_path = (1 - t) * z[0:1] + t * z[1:2]
+        z_path = latent_path(z[0], z[1], num_steps, path)
     return model.sample(z_path.shape, z_init=z_path)
 
 

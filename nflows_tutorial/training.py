@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 import os
 import shutil
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,8 @@ __all__ = [
     "default_out_dir",
     "run_paths",
     "check_writable",
+    "make_trainer",
+    "quiet_lightning",
 ]
 
 GRADIENT_CLIP = 1.0
@@ -319,6 +325,87 @@ def _final_test(
     return result
 
 
+class _DropAdvertising(logging.Filter):
+    """Drop Lightning's start-up advertisement for its cloud logger; keep every other message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+_LIGHTNING_LOGGERS = ("lightning_fabric.utilities.rank_zero", "pytorch_lightning.utilities.rank_zero")
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Run a block with Lightning's advertising tip and its own deprecation warnings about torch's pytree
+    silenced; errors, warnings about the run and progress messages still come through."""
+    drop = _DropAdvertising()
+    loggers = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            # Lightning's own pytree helper uses a torch class that torch has deprecated: nothing a user can act on.
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                                    category=FutureWarning)
+            yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(drop)
+
+
+def make_trainer(
+    paths: dict[str, Path],
+    train_batches: ResumableBatches,
+    *,
+    seed: int = 42,
+    epochs: int = 200,
+    max_steps: int | None = None,
+    max_time: timedelta | float | str | None = None,
+    accelerator: str = "auto",
+    devices: int | str | list[int] = "auto",
+    strategy: str = "auto",
+    num_nodes: int = 1,
+    precision: str = "32-true",
+    checkpoint_every: int | None = 200,
+    progress: bool = True,
+) -> tuple[pl.Trainer, ModelCheckpoint]:
+    """The Lightning ``Trainer`` of a course run, and its callback that keeps the best-``val_bpd`` checkpoint.
+
+    ``paths`` come from :func:`run_paths`. The trainer clips gradients to norm 1, stops at
+    ``epochs`` (or ``max_steps`` / ``max_time``), keeps ``last.ckpt`` for resuming, logs to
+    ``paths["run"] / "logs"`` and stops on a non-finite loss.
+    """
+    best, *callbacks = _checkpoint_callbacks(paths["checkpoints"], checkpoint_every)
+    try:
+        with quiet_lightning():
+            trainer = pl.Trainer(
+                default_root_dir=str(paths["run"]),
+                accelerator=accelerator,
+                devices=devices,
+                strategy=strategy,
+                num_nodes=num_nodes,
+                precision=precision,
+                max_epochs=epochs,
+                max_steps=-1 if max_steps is None else max_steps,
+                max_time=_timedelta(max_time),
+                gradient_clip_val=GRADIENT_CLIP,
+                callbacks=[
+                    StopOnNonFiniteLoss(paths["last"]), TrackTrainingData(train_batches, seed), best, *callbacks,
+                    LearningRateMonitor("epoch"),
+                ],
+                logger=_logger(paths["run"]),
+                plugins=[AtomicCheckpointIO()],
+                enable_progress_bar=progress,
+                enable_model_summary=progress,
+                log_every_n_steps=min(50, len(train_batches)),
+                num_sanity_val_steps=0,
+            )
+    except (ValueError, TypeError, RuntimeError, MisconfigurationException) as err:
+        raise TrainingError(f"Lightning cannot set up this run: {err}") from None
+    return trainer, best
+
+
 def train_flow(
     name_or_model: str | ImageFlow,
     *,
@@ -394,35 +481,13 @@ def train_flow(
     train_batches = ResumableBatches(train_set, batch_size, seed)
     val_loader = make_loader(val_set, EVAL_BATCH_SIZE, limit=limit)
 
-    best, *callbacks = _checkpoint_callbacks(paths["checkpoints"], checkpoint_every)
-    logger = _logger(paths["run"])
-    try:
-        trainer = pl.Trainer(
-            default_root_dir=str(paths["run"]),
-            accelerator=accelerator,
-            devices=devices,
-            strategy=strategy,
-            num_nodes=num_nodes,
-            precision=precision,
-            max_epochs=epochs,
-            max_steps=-1 if max_steps is None else max_steps,
-            max_time=_timedelta(max_time),
-            gradient_clip_val=GRADIENT_CLIP,
-            callbacks=[
-                StopOnNonFiniteLoss(paths["last"]), TrackTrainingData(train_batches, seed), best, *callbacks,
-                LearningRateMonitor("epoch"),
-            ],
-            logger=logger,
-            plugins=[AtomicCheckpointIO()],
-            enable_progress_bar=progress,
-            enable_model_summary=progress,
-            log_every_n_steps=min(50, len(train_batches)),
-            num_sanity_val_steps=0,
-        )
-    except (ValueError, TypeError, RuntimeError, MisconfigurationException) as err:
-        raise TrainingError(f"Lightning cannot set up this run: {err}") from None
-
-    trainer.fit(model, train_batches, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    trainer, best = make_trainer(
+        paths, train_batches, seed=seed, epochs=epochs, max_steps=max_steps, max_time=max_time,
+        accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes, precision=precision,
+        checkpoint_every=checkpoint_every, progress=progress,
+    )
+    with quiet_lightning():
+        trainer.fit(model, train_batches, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
     if not trainer.is_global_zero:
         return model, {}
     if best.best_model_path and Path(best.best_model_path).is_file():

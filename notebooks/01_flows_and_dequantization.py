@@ -52,8 +52,15 @@ import math
 import torch
 
 from nflows_tutorial import Dequantization, ImageFlow, bits_per_dim, load_mnist
-from nflows_tutorial.literate import autograd_log_det, show_source
-from nflows_tutorial.plots import dequantization_density, plot_dequantization_volumes, plot_flow_chain
+from nflows_tutorial.literate import autograd_log_det, compare, show_source
+from nflows_tutorial.plots import (
+    dequantization_density,
+    plot_change_of_variables,
+    plot_dequantization_volumes,
+    plot_flow_chain,
+    plot_images,
+    plot_spikes,
+)
 from nflows_tutorial.prior import standard_normal_log_prob
 
 _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the same numbers
@@ -79,7 +86,15 @@ _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the 
 # \log p_x(x) = \log p_z\big(f(x)\big) + \log\left|\det \frac{\partial f(x)}{\partial x}\right|.
 # $$
 #
-# This is the change of variables formula. One expressive bijection with a cheap determinant is hard
+# This is the change of variables formula. In one dimension it fits in a picture: stretch the
+# interval where $x$ lives to twice its length, and the same probability is spread over twice the
+# room, so the density halves. The determinant is the multi-dimensional version of that slope.
+
+# %%
+plot_change_of_variables()
+
+# %% [markdown]
+# One expressive bijection with a cheap determinant is hard
 # to find, so we compose simple ones, $f = f_K \circ \dots \circ f_1$. The chain rule makes the
 # Jacobian of the composition a product of Jacobians, and the determinant of a product is the
 # product of determinants, so the **log-determinants simply add**:
@@ -136,6 +151,28 @@ print(f"uniform guess over 256 levels: {bits_per_dim(clueless_log_px, D).item():
 # The flows of this course reach about 1 bpd on MNIST, so they compress an MNIST digit eightfold.
 
 # %% [markdown]
+# ## The data: MNIST digits
+#
+# Before modelling anything, a look at what we model: 28x28 greyscale images of handwritten digits,
+# 60,000 for training (of which the course keeps 10,000 aside for validation) and 10,000 for testing.
+# Each pixel is an integer from 0 (black) to 255 (white).
+
+# %%
+mnist = load_mnist("train")
+plot_images(mnist.images[:16], nrow=8, title="The first 16 training images")
+
+# %%
+first = mnist.images[0, 0].to(torch.int32)
+print("a 6x6 crop of the first image (rows 10-15, columns 10-15):")
+print(first[10:16, 10:16])
+values = mnist.images[:1000].flatten()
+print(f"pixels of the first 1,000 images: {(values == 0).float().mean().item():.1%} are 0, "
+      f"{(values >= 250).float().mean().item():.1%} are 250 or more, the rest lie between")
+
+# %% [markdown]
+# Most pixels are pure black, the strokes are mostly near white, and the values between soften their
+# edges. A model of these images has to put its probability on integers, and on very uneven ones.
+#
 # ## Dequantization
 #
 # ### The problem with integer pixels
@@ -144,6 +181,13 @@ print(f"uniform guess over 256 levels: {bits_per_dim(clueless_log_px, D).item():
 # $\mathbb{R}^D$. If we fit a density to points on an integer grid, maximum likelihood can cheat: it
 # squeezes all its mass into ever narrower spikes at the grid points, and the density at those
 # points, and with it the "likelihood", grows without bound while the model learns nothing useful.
+# The picture shows six equally likely values; a box of width $w$ around each holds the same
+# probability for any $w$, so its height, the density at every data point, is $1 / (6 w)$:
+
+# %%
+plot_spikes()
+
+# %% [markdown]
 #
 # The cure is to spread every integer over a unit cell. We add noise $u \sim U[0, 1)^D$ and model the
 # continuous $x + u$. A density $p$ on the continuous values defines a proper discrete distribution
@@ -169,7 +213,18 @@ print(f"uniform guess over 256 levels: {bits_per_dim(clueless_log_px, D).item():
 # $$
 #
 # The $\alpha$ step keeps $y$ strictly inside $(0, 1)$, so the logit never sees $0$ or $1$, where it
-# would be infinite. Going back (to sample) applies the sigmoid, undoes the $\alpha$ step, scales by
+# would be infinite.
+#
+# Why a logit at all, rather than modelling $v \in [0, 1)$ directly? Two reasons.
+#
+# * **Support.** The prior is a Gaussian on all of $\mathbb{R}^D$, and a bijection cannot map a box
+#   onto the whole space without a stretch that goes to infinity at the walls. The logit is that
+#   stretch, written down once, so the learned layers never have to build it.
+# * **A reasonable start.** Every coupling starts as the identity (notebook 2), so at the first
+#   training step the model is just the prior seen through the dequantization layer. With the logit
+#   that is a smooth density over the whole cube, highest in the middle and falling off towards the
+#   walls, and the loss is finite with useful gradients. Without it the Gaussian would waste most of
+#   its mass outside $[0, 1)$, where no image ever lies. Going back (to sample) applies the sigmoid, undoes the $\alpha$ step, scales by
 # $L$ and rounds down: any $u \in [0, 1)$ lands back on the same integer.
 
 # %%
@@ -221,21 +276,21 @@ zero = torch.zeros(1, dtype=torch.float64)
 
 scaled, ldj_scale = layer.dequantize(x, zero, noise=u)
 by_autograd = autograd_log_det(lambda noise: layer.dequantize(x, zero, noise=noise)[0], u)
-print(f"1. scaling by 1/256:     layer {ldj_scale.item():.6f}, autograd {by_autograd.item():.6f}")
+_ = compare("1. scaling by 1/256, layer vs autograd", ldj_scale, by_autograd)
 
 z, ldj_logit = layer.logit(scaled, zero)
 by_autograd = autograd_log_det(lambda v: layer.logit(v, zero)[0], scaled)
-print("2+3. alpha step, logit:   layer matches autograd:", torch.allclose(ldj_logit, by_autograd, rtol=0, atol=1e-8))
+_ = compare("2+3. alpha step and logit, layer vs autograd", ldj_logit, by_autograd)
 
 _, ldj_sigmoid = layer.sigmoid(z, zero)
 by_autograd = autograd_log_det(lambda t: layer.sigmoid(t, zero)[0], z)
-print("4. sigmoid, undo alpha:   layer matches autograd:", torch.allclose(ldj_sigmoid, by_autograd, rtol=0, atol=1e-8))
-print("sigmoid undoes logit exactly (LDJs cancel):", torch.allclose(ldj_logit + ldj_sigmoid, zero, atol=1e-9))
+_ = compare("4. sigmoid, undo alpha, layer vs autograd", ldj_sigmoid, by_autograd)
+_ = compare("logit LDJ vs minus the sigmoid LDJ (they cancel)", ldj_logit, -ldj_sigmoid, atol=1e-9)
 
 # %% [markdown]
 # The first term is a plain constant, $-9 \log 256 \approx -49.91$ for nine values. The other two
-# depend on where the values landed (print `ldj_logit` and `by_autograd` to see them), and autograd
-# agrees with the closed forms to eight decimals.
+# depend on where the values landed, and autograd agrees with the closed forms to all the printed
+# decimals.
 #
 # ### Invertibility on real images, and a float32 surprise
 #
@@ -277,7 +332,8 @@ for n, c, i, j in wrong[:3].tolist():
 # %%
 restored64, net_ldj64 = round_trip(torch.float64)
 print(f"float64: {(restored64 != train_images).sum().item()} of {train_images.numel():,} pixels differ")
-print("forward and reverse log-determinants cancel:", torch.allclose(net_ldj64, torch.zeros_like(net_ldj64), atol=1e-6))
+print(f"forward plus reverse log-determinant, largest over the 1,000 images: {net_ldj64.abs().max().item():.6f} "
+      f"(it should be 0)")
 
 # %% [markdown]
 # ### Which slice of the real line each value owns
@@ -304,8 +360,10 @@ plot_dequantization_volumes(levels=8, title="Uniform prior over 8 values")
 # %% [markdown]
 # With a uniform prior every slice has area $1/8$. The slices in the middle are narrow and tall, the
 # outer ones wide and low, because the logit stretches values near 0 and 1 over a long stretch of the
-# axis. The two outermost slices run on to $\pm\infty$ beyond the plotted window (the $\alpha$ step
-# stops them near $\pm 12$).
+# axis. The two outermost slices go on beyond the plotted window, but not forever: the $\alpha$ step
+# keeps $y$ within $[\alpha/2, 1 - \alpha/2]$, so the $z$ axis ends at
+# $\pm\operatorname{logit}(1 - \alpha/2) \approx \pm 12.2$, and the thin tails out there hold the
+# rest of those two slices' area.
 #
 # Real pixel intensities are not uniform. Below, most of the mass sits on the values 1 to 3, as if
 # a true intensity of about 2 were blurred by sensor noise. The picture becomes a staircase of
@@ -339,8 +397,11 @@ print(f"total area: {sum(areas):.4f}")
 # $$
 #
 # Our training objective is an unbiased estimate of the right-hand side, so **maximising it pushes
-# up a lower bound** of the discrete likelihood, and the bpd we report from one draw is an upper
-# bound on the true bpd. The gap is small when $p$ is nearly flat across each unit cell.
+# up a lower bound** of the discrete likelihood. The bound holds for the *expectation* over $u$: the
+# bpd averaged over many draws is an upper bound on the true bpd, but a single draw can land on
+# either side of it (the toy below counts how often). Averaged over thousands of pixels and images,
+# the draws' noise shrinks and the reported bpd sits above the true one. The gap is small when $p$ is
+# nearly flat across each unit cell.
 #
 # At test time we can afford more work. Average $M$ draws *inside* the logarithm:
 #
@@ -364,10 +425,14 @@ generator = torch.Generator().manual_seed(0)
 for M in (1, 2, 4, 8, 32):
     u_draws = torch.rand(200_000, M, generator=generator, dtype=torch.float64)
     log_ratio = torch.logsumexp(torch.log(2 * u_draws), dim=1) - math.log(M)  # log of the M-sample mean
-    print(f"M = {M:2d}: bound minus log P(x) = {log_ratio.mean().item():+.3f} nats")
+    above = (log_ratio > 0).double().mean().item()
+    print(f"M = {M:2d}: bound minus log P(x) = {log_ratio.mean().item():+.3f} nats on average; "
+          f"{above:.0%} of the estimates land above log P(x)")
 
 # %% [markdown]
-# The gap shrinks roughly like $1/M$. Notebook 3 measures the same effect on a trained image model.
+# The gap shrinks roughly like $1/M$, and the estimates land above the true value often (half of
+# them here; for $M = 1$ because $\log 2u > 0$ whenever $u > 1/2$): only their average is a bound.
+# Notebook 3 measures the same effect on a trained image model.
 #
 # ## Summary
 #

@@ -19,8 +19,8 @@ from nflows_tutorial import (
     create_channel_mask,
     create_checkerboard_mask,
     create_model,
+    plots,
 )
-from nflows_tutorial import plots
 from nflows_tutorial.literate import SourceView, autograd_log_det, show_source
 
 
@@ -48,7 +48,7 @@ def test_architecture_has_one_box_per_layer_with_its_output_shape(name):
 
 def test_flow_chain_checks_its_notes():
     assert len(layer_boxes(plots.plot_flow_chain(["a", "b", "c"]))) == 3
-    with pytest.raises(ValueError, match="one note per layer"):
+    with pytest.raises(ValueError, match="got 1 notes for 2 layers"):
         plots.plot_flow_chain(["a", "b"], notes=["only one"])
     with pytest.raises(ValueError, match="at least one"):
         plots.plot_flow_chain([])
@@ -157,3 +157,115 @@ def test_autograd_log_det_of_a_known_map():
         autograd_log_det(lambda v: v, torch.zeros(2, 1, 2, 2))
     with pytest.raises(ValueError, match="square"):
         autograd_log_det(lambda v: v[..., :1], z)
+
+
+def _figures() -> dict[str, Figure]:
+    return {
+        **{f"architecture {name}": plots.plot_architecture(create_model(name)) for name in MODEL_NAMES},
+        "chain": plots.plot_flow_chain([f"f{i}" for i in range(15)]),
+        "masks": plots.plot_masks({str(i): create_checkerboard_mask(8, 8) for i in range(6)}),
+        "change of variables": plots.plot_change_of_variables(),
+        "spikes": plots.plot_spikes(widths=(1, 0.5, 0.2, 0.1, 0.05)),
+        "panels": plots.plot_image_panels({str(i): torch.zeros(16, 1, 28, 28) for i in range(4)}, ncol=8),
+        "curves": plots.plot_learning_curves({str(i): {"val_bpd": [(1, 2.0), (2, 1.5)]} for i in range(4)}),
+        "coupling": plots.plot_coupling_diagram(),
+        "squeeze": plots.plot_squeeze(torch.arange(1, 17).view(1, 1, 4, 4)),
+    }
+
+
+def test_no_figure_is_wider_than_the_limit():
+    widths = {name: fig.get_size_inches()[0] for name, fig in _figures().items()}
+    assert max(widths.values()) <= plots.MAX_WIDTH, widths
+
+
+def _mask_icons(fig: Figure) -> list[list[str]]:
+    """The colours of the small mask pictures, one list per box, in drawing order."""
+    from matplotlib.colors import to_hex
+    from matplotlib.patches import Rectangle
+
+    icons, current = [], []
+    for patch in fig.axes[0].patches:
+        if isinstance(patch, Rectangle) and patch.get_width() < 0.2:
+            current.append(to_hex(patch.get_facecolor()))
+        elif patch.get_gid() == plots.LAYER_GID:
+            if current:
+                icons.append(current)
+            current = []
+    if current:
+        icons.append(current)
+    return icons
+
+
+@pytest.mark.parametrize("name", ["simple", "vardeq"])
+def test_architecture_shows_the_checkerboard_alternating(name):
+    model = create_model(name)
+    icons = _mask_icons(plots.plot_architecture(model))
+    assert len(icons) == 8 and all(len(icon) == 4 for icon in icons)
+    for a, b in zip(icons[:-1], icons[1:]):
+        assert all(x != y for x, y in zip(a, b)), "consecutive couplings must show inverted checkerboards"
+    legend = [t.get_text() for t in plots.plot_architecture(model).axes[0].get_legend().get_texts()]
+    assert legend == ["kept (input to the network)", "transformed"]
+
+
+def test_multiscale_diagram_sends_half_of_the_split_to_the_prior():
+    fig = plots.plot_architecture(create_model("multiscale"))
+    branch = [t for t in texts(fig) if "N}(0, I)" in t and "half" in t]
+    assert len(branch) == 1
+    arrows = [a for a in fig.axes[0].texts if getattr(a, "arrow_patch", None) is not None]
+    split_box = layer_boxes(fig)[6]  # dequantization, 2 couplings, squeeze, 2 couplings, split
+    x_split = split_box.get_x() + split_box.get_width() / 2
+    downward = [a for a in arrows if a.xy[0] == pytest.approx(x_split) and a.xy[1] < a.xyann[1]]
+    assert downward, "an arrow must leave the split box downwards, towards the prior"
+    icons = _mask_icons(fig)
+    assert [len(icon) for icon in icons] == [4, 4, 4, 4, 8, 8, 8, 8], "checkerboards first, then channel masks"
+
+
+def test_mask_figure_has_a_kept_and_transformed_legend():
+    fig = plots.plot_masks({"checkerboard": create_checkerboard_mask(4, 4)})
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["kept (input to the network)", "transformed"]
+
+
+def test_labels_of_a_diagram_do_not_overlap():
+    for name in MODEL_NAMES:
+        fig = plots.plot_architecture(create_model(name))
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        boxes = [t.get_window_extent(renderer) for t in fig.axes[0].texts if t.get_text().strip()
+                 and getattr(t, "arrow_patch", None) is None]
+        overlaps = [(i, j) for i in range(len(boxes)) for j in range(i) if boxes[i].overlaps(boxes[j])]
+        assert not overlaps, f"{name}: overlapping labels {overlaps}"
+
+
+def test_learning_curves_draw_each_logged_series():
+    fig = plots.plot_learning_curves({"run": {"train_bpd": [(50, 1.5), (100, 1.4)], "val_bpd": [(99, 1.3)]}})
+    lines = fig.axes[0].lines
+    assert [list(line.get_xdata()) for line in lines] == [[50, 100], [99]]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["training", "validation"]
+    with pytest.raises(ValueError, match="neither"):
+        plots.plot_learning_curves({"run": {"lr-Adam": [(0, 1e-3)]}})
+
+
+def test_image_panels_show_every_set():
+    fig = plots.plot_image_panels({"a": torch.full((4, 1, 5, 5), 10), "b": torch.full((2, 1, 5, 5), 200)}, ncol=2)
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
+    assert fig.axes[1].images[0].get_array()[2, 2] == 200
+    with pytest.raises(ValueError, match="single-channel"):
+        plots.plot_image_panels({"a": torch.zeros(2, 3, 5, 5)})
+
+
+def test_spikes_grow_as_they_narrow():
+    fig = plots.plot_spikes(levels=4, widths=(1.0, 0.1))
+    heights = [max(p.get_height() for p in ax.patches) for ax in fig.axes]
+    assert heights == pytest.approx([0.25, 2.5])
+
+
+def test_compare_prints_both_numbers_and_the_difference(capsys):
+    from nflows_tutorial.literate import compare
+
+    assert compare("ldj", torch.tensor([1.5]), 1.5 + 1e-12) < 1e-11
+    assert capsys.readouterr().out == "ldj: 1.500000 vs 1.500000, difference 0.00000000\n"
+    compare("zero", torch.tensor([-1e-17, 2.0]), torch.tensor([0.0, 2.0]))
+    assert capsys.readouterr().out == "zero: [0.000000, 2.000000] vs [0.000000, 2.000000], difference 0.00000000\n"
+    with pytest.raises(AssertionError, match="far: the two differ by 0.1"):
+        compare("far", 1.0, 1.1)

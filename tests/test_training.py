@@ -185,3 +185,28 @@ def test_two_processes_train_with_lightning_ddp_on_cpu_and_publish_a_loadable_ch
     assert read_checkpoint(paths["last"])["global_step"] == 2
     logs = paths["run"] / "logs"
     assert list(logs.rglob("metrics.csv")) or list(logs.rglob("events.out.tfevents*"))
+
+
+def test_quiet_lightning_drops_the_advertising_tip_and_the_pytree_deprecation_only(caplog):
+    import logging
+    import warnings
+
+    from pytorch_lightning.utilities.rank_zero import rank_zero_info
+
+    from nflows_tutorial.training import quiet_lightning
+
+    caplog.set_level(logging.INFO)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with quiet_lightning():
+            rank_zero_info("💡 Tip: try installing [litlogger](https://pypi.org/project/litlogger/)")
+            rank_zero_info("GPU available: False, used: False")
+            warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use something else", FutureWarning)
+            warnings.warn("the run is slow", UserWarning)
+    messages = [record.getMessage() for record in caplog.records]
+    assert not any("litlogger" in m for m in messages)
+    assert "GPU available: False, used: False" in messages
+    assert [str(w.message) for w in caught] == ["the run is slow"]
+    caplog.clear()
+    rank_zero_info("💡 Tip: litlogger")  # outside the block nothing is filtered
+    assert any("litlogger" in record.getMessage() for record in caplog.records)
