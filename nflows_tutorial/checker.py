@@ -11,7 +11,7 @@ from torch import nn
 
 from .literate import autograd_log_det
 
-__all__ = ["PROPERTIES", "Verdict", "LayerReport", "LayerCheckError", "check_layer"]
+__all__ = ["PROPERTIES", "Verdict", "LayerReport", "LayerCheckError", "check_layer", "check_values"]
 
 Layer = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
@@ -38,7 +38,7 @@ class Verdict:
         return f"[{mark}] {self.name:<11} {self.detail}"
 
 
-@dataclass
+@dataclass(repr=False)
 class LayerReport:
     """All verdicts of one check; ``failed`` names the first property that fails (None: all hold)."""
 
@@ -61,6 +61,9 @@ class LayerReport:
 
     def __str__(self) -> str:
         return "\n".join([*map(str, self.verdicts), self.summary()])
+
+    def __repr__(self) -> str:  # a notebook echoes the returned report below the printed one: keep it short
+        return f"LayerReport(passed={self.passed}, failed={self.failed!r})"
 
 
 class LayerCheckError(AssertionError):
@@ -248,3 +251,26 @@ def check_layer(
         if not verdict.passed:
             break
     return finish()
+
+
+def check_values(label: str, yours: torch.Tensor | float, expected: torch.Tensor | float, tol: float = 1e-6) -> None:
+    """Print ``yours`` next to ``expected`` and raise ``AssertionError`` unless they agree in shape and value.
+
+    Values agree when ``|yours - expected| <= tol * (1 + |expected|)`` everywhere (integers compare as floats).
+    This is the check of the exercises whose answer is a number or a tensor rather than a layer.
+    """
+    got, want = torch.as_tensor(yours).detach().cpu(), torch.as_tensor(expected).detach().cpu()
+
+    def show(t: torch.Tensor) -> str:
+        text = str(t.tolist()) if t.numel() <= 8 else f"tensor of shape {list(t.shape)}"
+        return text if len(text) <= 70 else text[:67] + "..."
+
+    if got.shape != want.shape:
+        print(f"[FAIL] {label}: yours has shape {list(got.shape)}, expected {list(want.shape)}")
+        raise AssertionError(f"{label}: shape {list(got.shape)}, expected {list(want.shape)}")
+    diff = (got.double() - want.double()).abs()
+    worst = diff.max().item() if diff.numel() else 0.0
+    ok = bool((diff <= tol * (1 + want.double().abs())).all())
+    print(f"[{'ok  ' if ok else 'FAIL'}] {label}: yours {show(got)} | expected {show(want)} | max difference {worst:.2e}")
+    if not ok:
+        raise AssertionError(f"{label}: yours differs from the expected value by up to {worst:.3g}")

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,slideshow,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
@@ -14,7 +14,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 3. Training, comparing and looking inside the flows
 #
 # Notebooks 1 and 2 built every layer of the three course models: `simple` (uniform dequantization
@@ -32,7 +32,7 @@
 # `NFLOWS_TUTORIAL_QUICK=1` (set by the course's CI) every evaluation runs on a small subset and a
 # demonstration run is kept very short, so that the notebook finishes in a few minutes on a laptop.
 
-# %%
+# %% tags=["no-slides"]
 # On Colab or any machine without the course package, install it from the repository.
 # torch is not reinstalled: the package needs torch>=2.1, which Colab already provides.
 REPO_URL = "https://github.com/nflows-tutorial/nflows-tutorial"
@@ -45,7 +45,7 @@ except ImportError:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"nflows-tutorial @ git+{REPO_URL}"], check=True)
     import nflows_tutorial
 
-# %%
+# %% tags=["no-slides"]
 # %matplotlib inline
 # %config InlineBackend.figure_formats = ["png"]
 
@@ -84,7 +84,7 @@ EVAL_IMAGES = 32 if QUICK else (None if device.type == "cuda" else 1000)
 DEMO_RUN = dict(epochs=1, batch_size=16, limit=96) if QUICK else dict(epochs=1, batch_size=64, limit=1280)
 _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the same numbers
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Training with PyTorch Lightning
 #
 # `ImageFlow` is a `LightningModule`, so the training loop, logging, checkpointing and device handling
@@ -101,11 +101,11 @@ _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the 
 #   early coupling from undoing progress. The published models were trained for up to 200 epochs with
 #   batches of 128 images, on the 50,000 training images (the other 10,000 validate).
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(ImageFlow, "training_step", "validation_step", "test_step", "configure_optimizers")
 
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### What a training step keeps in memory
 #
 # To differentiate a step, autograd keeps the intermediates of the forward pass until the backward
@@ -133,7 +133,7 @@ for fast in (False, True):
 print(f"the fast path keeps {kept[True] / kept[False]:.2f}x of what the plain path keeps")
 
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # `train_flow` (in `nflows_tutorial.training`, also behind the command line `nflows-tutorial train`)
 # builds the loaders and the `Trainer`, keeps the best and the last checkpoint under `runs/<model>/`
 # so that an interrupted run can resume, and finally tests the best weights and stores them with
@@ -145,7 +145,7 @@ print(f"the fast path keeps {kept[True] / kept[False]:.2f}x of what the plain pa
 # demonstration run** instead, so that everything below still runs; that model is far from trained,
 # and its numbers and samples show it.
 
-# %%
+# %% tags=["no-slides"]
 def get_model(name: str) -> tuple[ImageFlow, dict, str]:
     """Return (model in eval mode, its stored result dict, where it came from) for one course model."""
     if TRAIN_FROM_SCRATCH:
@@ -166,14 +166,14 @@ def get_model(name: str) -> tuple[ImageFlow, dict, str]:
         return model.to(device).eval(), result, "short demonstration run"
 
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 models, stored, origin = {}, {}, {}
 for name in MODEL_NAMES:
     models[name], stored[name], origin[name] = get_model(name)
 for name in MODEL_NAMES:
     print(f"{name:>10}: {origin[name]}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Comparing the three models
 #
 # For each model we measure the bits per dimension on validation and test images with $M = 8$
@@ -190,7 +190,7 @@ for name in MODEL_NAMES:
 # evaluates on a CPU outside quick mode) at 1.0524 bpd with `simple` and 1.0193 with `vardeq`;
 # the random draws move such numbers by less than 0.003.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "subslide"}
 val_set, test_set = load_mnist("val"), load_mnist("test")
 rows = []
 for name, model in models.items():
@@ -204,13 +204,13 @@ for name, model in models.items():
 table = results_table(rows)
 display(Markdown(table))
 
-# %% [markdown]
+# %% [markdown] tags=["no-slides"]
 # The columns of the table, for the record:
 
-# %%
+# %% tags=["no-slides"]
 print(table.splitlines()[0])
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # What to read from it (with the published checkpoints):
 #
 # * **Learned dequantization pays off.** `vardeq` improves on `simple` by about 0.035 bpd with the
@@ -234,7 +234,47 @@ few = make_loader(val_set, batch_size=8, limit=8)
 for M in (1, 2, 4, 8):
     print(f"M = {M}: {evaluate_bpd(models['vardeq'], few, importance_samples=M, seed=0):.4f} bpd")
 
-# %% [markdown]
+# %% [markdown] tags=["no-slides"]
+# **Exercise 9: importance sampling by hand.** Write `my_importance_bpd(model, imgs, M)`, the per-image bits
+# per dimension from `M` draws of the dequantization noise, averaged inside the logarithm. Use only
+# `model.encode` (it draws fresh noise on every call and returns the latents and the log-determinants)
+# and the prior's `standard_normal_log_prob`. With one draw and the same seed your numbers must equal
+# `model.bits_per_dim`; with 8 draws they must be close to `model.bits_per_dim(imgs, importance_samples=8)`.
+
+# %% tags=["exercise"]
+# Exercise 9: bits per dimension with M importance samples
+import math
+
+from nflows_tutorial.prior import standard_normal_log_prob
+
+
+def my_importance_bpd(model: ImageFlow, imgs: torch.Tensor, M: int) -> torch.Tensor:
+    """Per-image bpd from ``M`` dequantization draws, averaged inside the logarithm."""
+    # BEGIN SOLUTION
+    log_p = []
+    for _ in range(M):
+        z, ldj = model.encode(imgs)
+        log_p.append(ldj + standard_normal_log_prob(z))
+    log_px = torch.logsumexp(torch.stack(log_p), dim=0) - math.log(M)
+    return -log_px * math.log2(math.e) / imgs[0].numel()
+    # END SOLUTION
+
+
+# %% tags=["exercise-check", "nbval-ignore-output"]
+from nflows_tutorial.checker import check_values
+
+some_images = val_set.images[:8].to(torch.int32).to(device)
+with torch.no_grad():
+    _ = torch.manual_seed(0)
+    yours_1 = my_importance_bpd(models["vardeq"], some_images, 1)
+    _ = torch.manual_seed(0)
+    package_1 = models["vardeq"].bits_per_dim(some_images)
+    yours_8 = my_importance_bpd(models["vardeq"], some_images, 8).mean()
+    package_8 = models["vardeq"].bits_per_dim(some_images, importance_samples=8).mean()
+check_values("one draw, the same noise as the package", yours_1, package_1, tol=1e-4)
+check_values("mean over 8 images, 8 draws (other noise: within 1%)", yours_8, package_8, tol=1e-2)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Samples
 #
 # Sampling runs each flow backwards from a standard-normal latent. A flow trained by maximum
@@ -246,7 +286,21 @@ for M in (1, 2, 4, 8):
 for name, model in models.items():
     display(plot_images(draw_samples(model, 16, seed=44), nrow=8, title=f"{name} ({origin[name]})"))
 
-# %% [markdown]
+# %% [markdown] tags=["no-slides"]
+# **Question.** The flows reach about 1 bpd, close to the best published MNIST numbers of their time, yet
+# their samples look worse than a GAN's. How can a good likelihood go with poor samples?
+#
+# <details><summary>Answer</summary>
+#
+# Maximum likelihood punishes a model hard for giving any real image a tiny probability, so a flow spreads
+# its mass to cover every training image, including the space between them, where blends and broken strokes
+# live. A GAN is never asked for the probability of real images, so it may drop whole regions and
+# sample only the cleanest. The bpd is dominated by local pixel statistics (noise, stroke edges), which
+# a flow models well, while the eye judges global shape.
+#
+# </details>
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Interpolating in latent space
 #
 # Because the flow is a bijection, every image has exactly one latent. Encoding two training images,
@@ -254,10 +308,39 @@ for name, model in models.items():
 # organises its space: a good model morphs one digit into the other through plausible strokes.
 # We take the best model that was loaded from a published checkpoint.
 
-# %% tags=["nbval-ignore-output"]
+# %% [markdown] tags=["no-slides"]
+# **Exercise 10: latent interpolation.** Before reading the package's version below, write
+# `my_interpolate(model, img1, img2, num_steps)`: encode both images (integer tensors `[C, H, W]`), mix
+# their latents as $(1 - t) z_1 + t z_2$ for `num_steps` values of $t$ from 0 to 1, and decode the mixtures
+# with `model.sample(shape, z_init=...)`. For a single-scale model the two ends must give back the two
+# images (up to a float32 slip of one level at a pixel or two).
+
+# %% tags=["exercise"]
+# Exercise 10: latent interpolation
+def my_interpolate(model: ImageFlow, img1: torch.Tensor, img2: torch.Tensor, num_steps: int) -> torch.Tensor:
+    """Decoded images ``[num_steps, C, H, W]`` along the straight line between the latents of two images."""
+    # BEGIN SOLUTION
+    with torch.no_grad():
+        z, _ = model.encode(torch.stack([img1, img2]).to(model.device))
+    t = torch.linspace(0, 1, num_steps, dtype=z.dtype, device=z.device).view(-1, 1, 1, 1)
+    z_path = (1 - t) * z[0] + t * z[1]
+    return model.sample(z_path.shape, z_init=z_path)
+    # END SOLUTION
+
+
+# %% tags=["exercise-check", "nbval-ignore-output"]
+from nflows_tutorial.checker import check_values
+
+pair = load_mnist("train").images[:2].to(torch.int32).to(device)
+walk = my_interpolate(models["vardeq"], pair[0], pair[1], 6)
+check_values("shape", list(walk.shape), [6, 1, 28, 28])
+check_values("pixels of the first image that differ from img1 (at most 2)", (walk[0] != pair[0]).sum(), 0, tol=2)
+check_values("pixels of the last image that differ from img2 (at most 2)", (walk[-1] != pair[1]).sum(), 0, tol=2)
+
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(interpolate)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 published = [name for name in MODEL_NAMES if origin[name] != "short demonstration run"] or list(MODEL_NAMES)
 best = published[-1]
 train_images = load_mnist("train").images[:6].to(torch.int32)
@@ -265,7 +348,7 @@ _ = torch.manual_seed(42)
 paths = [interpolate(models[best], train_images[2 * k], train_images[2 * k + 1], num_steps=8) for k in range(3)]
 plot_images(torch.cat(paths), nrow=8, title=f"Latent interpolation with the {best} model")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## What the split-off latents hold
 #
 # The multi-scale model sets half of its values aside after four couplings; only the other half sees
@@ -273,7 +356,7 @@ plot_images(torch.cat(paths), nrow=8, title=f"Latent interpolation with the {bes
 # half afresh several times. Each row below shares one final latent; the columns differ only in the
 # split-off values.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 _ = torch.manual_seed(42)
 multiscale = models["multiscale"]
 final = torch.randn(4, *multiscale.latent_shape, device=device)
@@ -297,10 +380,10 @@ plot_images(
 # dequantization would give a flat histogram at height 1. We look at the background pixels ($x = 0$,
 # most of an MNIST image) and at the stroke pixels separately.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(VariationalDequantization, "dequantize")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 dequant = models["vardeq"].flows[0]
 x = load_mnist("train").images[:64].to(torch.int32).to(device)
 _ = torch.manual_seed(42)
@@ -310,7 +393,7 @@ u = (v * 256 - x).cpu()
 display(plot_dequantization_histogram(u[x.cpu() == 0], title=f"Learned noise on background pixels (x = 0), {origin['vardeq']}"))
 display(plot_dequantization_histogram(u[x.cpu() > 0], title=f"Learned noise on stroke pixels (x > 0), {origin['vardeq']}"))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # With the published model the two histograms tell different stories. On the background the noise
 # piles up near $u = 0$: the black pixels become a thin, dense sheet just above the integer rather than
 # a box with hard walls, which a smooth flow models easily (and the likelihood rewards, since the
@@ -341,3 +424,78 @@ display(plot_dequantization_histogram(u[x.cpu() > 0], title=f"Learned noise on s
 # altogether, and flow matching connects flows with diffusion models. The course package is small
 # enough to try any of these: write a layer with the `layer(z, ldj, reverse)` signature, check its
 # log-determinant against `autograd_log_det`, and add it to a model's `flows`.
+
+# %% [markdown] tags=["no-slides"]
+# **Exercise 11: an invertible 1x1 convolution.** Glow mixes the channels at every pixel with one learned
+# invertible $C \times C$ matrix $W$: $z'_{:,i,j} = W z_{:,i,j}$. The Jacobian is block diagonal with one
+# copy of $W$ per pixel, so $\log|\det| = H \cdot W_{\text{img}} \cdot \log|\det W|$ (use
+# `torch.linalg.slogdet`). Complete `MyInvertible1x1Conv.forward` for both directions.
+
+# %% tags=["exercise"]
+# Exercise 11: an invertible 1x1 convolution
+class MyInvertible1x1Conv(torch.nn.Module):
+    """Glow's learned channel mixing: the same invertible ``C x C`` matrix applied at every pixel."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        rotation, _ = torch.linalg.qr(torch.randn(channels, channels))
+        self.weight = torch.nn.Parameter(rotation)  # a random rotation: invertible from the start
+
+    def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        # BEGIN SOLUTION
+        height, width = z.shape[-2:]
+        log_det = height * width * torch.linalg.slogdet(self.weight).logabsdet
+        if not reverse:
+            return torch.einsum("ij,bjhw->bihw", self.weight, z), ldj + log_det
+        return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(self.weight), z), ldj - log_det
+        # END SOLUTION
+
+
+# %% tags=["exercise-check", "nbval-ignore-output"]
+from nflows_tutorial.checker import check_layer
+
+mixing = MyInvertible1x1Conv(4)
+with torch.no_grad():
+    mixing.weight.add_(0.3 * torch.randn(4, 4))  # no longer a rotation, so the log-determinant is not zero
+check_layer(mixing, torch.randn(3, 4, 3, 3))
+
+# %% [markdown] tags=["no-slides"]
+# **Exercise 12: a Householder layer.** A product of Householder reflections
+# $H_k = I - 2\, v_k v_k^\top / (v_k^\top v_k)$ is an orthogonal matrix for any vectors $v_k$, so a layer that
+# mixes channels with it never needs an inverse or a determinant: the inverse is the transpose and
+# $|\det| = 1$. Complete `matrix` (the product of the reflections) and `forward`.
+
+# %% tags=["exercise"]
+# Exercise 12: a Householder layer
+class MyHouseholder(torch.nn.Module):
+    """Channel mixing by a product of Householder reflections: orthogonal by construction."""
+
+    def __init__(self, channels: int, reflections: int = 4) -> None:
+        super().__init__()
+        self.vectors = torch.nn.Parameter(torch.randn(reflections, channels))
+
+    def matrix(self) -> torch.Tensor:
+        """The ``C x C`` orthogonal matrix ``H_1 H_2 ... H_k``."""
+        # BEGIN SOLUTION
+        eye = torch.eye(self.vectors.shape[1], dtype=self.vectors.dtype)
+        product = eye
+        for v in self.vectors:
+            product = product @ (eye - 2 * torch.outer(v, v) / v.dot(v))
+        return product
+        # END SOLUTION
+
+    def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        # BEGIN SOLUTION
+        w = self.matrix().T if reverse else self.matrix()  # orthogonal: the inverse is the transpose
+        return torch.einsum("ij,bjhw->bihw", w, z), ldj  # |det| = 1: nothing to add
+        # END SOLUTION
+
+
+# %% tags=["exercise-check", "nbval-ignore-output"]
+from nflows_tutorial.checker import check_layer, check_values
+
+householder = MyHouseholder(4)
+with torch.no_grad():
+    w = householder.matrix()
+check_values("W times its transpose is the identity", w @ w.T, torch.eye(4), tol=1e-5)
+check_layer(householder, torch.randn(3, 4, 3, 3))

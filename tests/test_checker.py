@@ -145,3 +145,15 @@ def test_caller_layer_keeps_its_dtype():
 def test_bad_example_input_is_refused_with_a_fix(example, error, words):
     with pytest.raises(error, match=words):
         check_layer(SqueezeFlow(), example)
+
+
+def test_check_values_prints_both_and_refuses_a_wrong_value(capsys):
+    from nflows_tutorial.checker import check_values
+
+    check_values("sum", torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0 + 1e-9], dtype=torch.float64))
+    assert "[ok  ] sum: yours [1.0, 2.0] | expected [1.0, 2.000000001]" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="differs from the expected value by up to 0.5"):
+        check_values("half off", torch.tensor([1.5]), torch.tensor([1.0]))
+    with pytest.raises(AssertionError, match=r"shape \[2\], expected \[1, 2\]"):
+        check_values("shape", torch.zeros(2), torch.zeros(1, 2))
+    assert "[FAIL] shape: yours has shape [2], expected [1, 2]" in capsys.readouterr().out
