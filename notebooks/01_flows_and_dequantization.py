@@ -146,7 +146,7 @@ def my_bits_per_dim(log_px: torch.Tensor, dims: int) -> torch.Tensor:
     # END SOLUTION
 
 
-# %% tags=["exercise-check"]
+# %% tags=["exercise-check", "nbval-ignore-output"]
 from nflows_tutorial.checker import check_values
 
 some_log_px = torch.tensor([-500.0, -1000.0, -2000.0])
@@ -359,7 +359,7 @@ def my_quantize(z: torch.Tensor, alpha: float = 1e-5, levels: int = 256) -> torc
     # END SOLUTION
 
 
-# %% tags=["exercise-check"]
+# %% tags=["exercise-check", "nbval-ignore-output"]
 from nflows_tutorial.checker import check_values
 
 logits, _ = layer(train_images, torch.zeros(len(train_images), dtype=torch.float64), noise=noise)
@@ -485,7 +485,7 @@ def my_log_mean_exp(log_p: torch.Tensor) -> torch.Tensor:
     # END SOLUTION
 
 
-# %% tags=["exercise-check"]
+# %% tags=["exercise-check", "nbval-ignore-output"]
 from nflows_tutorial.checker import check_values
 
 draws = torch.randn(8, 5, dtype=torch.float64) * 3

@@ -272,7 +272,7 @@ def my_channel_mask(c_in: int, invert: bool = False) -> torch.Tensor:
     # END SOLUTION
 
 
-# %% tags=["exercise-check"]
+# %% tags=["exercise-check", "nbval-ignore-output"]
 from nflows_tutorial.checker import check_values
 
 for c_in in (2, 3, 8):
@@ -512,7 +512,7 @@ def my_early_split_flow() -> ImageFlow:
     # END SOLUTION
 
 
-# %% tags=["exercise-check"]
+# %% tags=["exercise-check", "nbval-ignore-output"]
 from nflows_tutorial.checker import check_values
 
 early = my_early_split_flow()
