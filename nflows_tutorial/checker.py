@@ -85,7 +85,9 @@ def _as_float64(layer: Layer) -> Layer:
     return layer
 
 
-def _call(layer: Layer, z: torch.Tensor, ldj: torch.Tensor, reverse: bool) -> tuple[object, str]:
+def _call(
+    layer: Layer, z: torch.Tensor, ldj: torch.Tensor, reverse: bool
+) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, str]:
     """Run one direction; return its output, or ``None`` and what went wrong (an unfinished exercise still raises)."""
     direction = "reverse" if reverse else "forward"
     try:

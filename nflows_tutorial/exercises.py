@@ -8,6 +8,7 @@ checks it.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import re
@@ -156,7 +157,7 @@ def write_student_copies(out: Path, notebooks: Path | None = None, formats: tupl
     return written
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     """The ``exercises`` command: write the student copies into ``args.out`` and list them."""
     try:
         written = write_student_copies(args.out, args.notebooks)

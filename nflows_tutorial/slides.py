@@ -9,6 +9,7 @@ to them, never from a CDN.
 
 from __future__ import annotations
 
+import argparse
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +145,7 @@ def write_decks(out: Path, notebooks: Path | None = None) -> list[Deck]:
     return decks
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     """The ``slides`` command: write the decks into ``args.out`` and list them with their slide counts."""
     try:
         decks = write_decks(args.out, args.notebooks)

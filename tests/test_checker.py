@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from nflows_tutorial import CouplingLayer, GatedConvNet, SqueezeFlow, create_channel_mask, create_checkerboard_mask
+from nflows_tutorial import (
+    CouplingLayer,
+    GatedConvNet,
+    SqueezeFlow,
+    create_channel_mask,
+    create_checkerboard_mask,
+)
 from nflows_tutorial.checker import PROPERTIES, LayerCheckError, check_layer
 from tests.helpers import randomize
 

@@ -11,7 +11,15 @@ import pytest
 from nbclient import NotebookClient
 
 from nflows_tutorial.cli import main
-from nflows_tutorial.exercises import BEGIN, CHECK_TAG, END, EXERCISE_TAG, find_exercises, student_notebook, write_student_copies
+from nflows_tutorial.exercises import (
+    BEGIN,
+    CHECK_TAG,
+    END,
+    EXERCISE_TAG,
+    find_exercises,
+    student_notebook,
+    write_student_copies,
+)
 from tests.conftest import SHARED_CHECKPOINTS, SHARED_DATA
 
 ROOT = Path(__file__).resolve().parent.parent
