@@ -375,6 +375,24 @@ def _add_download(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_download)
 
 
+# exercises, slides: teaching material built from the notebooks (logic in exercises.py, slides.py) --------------
+def _run_teaching(args: argparse.Namespace) -> int:
+    try:
+        module = importlib.import_module(f"{__package__}.{args.command}")
+    except ModuleNotFoundError as err:
+        raise _UsageError(f"{args.command} needs {err.name}; install it with: pip install -e '.[test]'") from None
+    return module.run(args)
+
+
+def _add_teaching(sub: argparse._SubParsersAction) -> None:
+    for name, what in (("exercises", "student copies of the notebooks: solutions replaced by stubs, their outputs cleared"),
+                       ("slides", "one reveal.js deck per notebook, viewable offline")):
+        p = sub.add_parser(name, help=f"write {what}", description=f"Write {what}.")
+        p.add_argument("--out", type=Path, required=True, help="folder to write into (created when missing)")
+        p.add_argument("--notebooks", type=Path, default=None, help="folder of the course notebooks (default: notebooks/ of this checkout)")
+        p.set_defaults(run=_run_teaching)
+
+
 # bench (the lead's module, loaded only if present) ---------------------------------------------------------------
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     if importlib.util.find_spec(f"{__package__}.bench") is None:
@@ -411,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, one sub-command per job."""
     parser = _Parser(prog=PROG, description="Deep normalizing flows on MNIST: the course's jobs without a notebook.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for add in (_add_evaluate, _add_train, _add_sample, _add_download, _add_bench, _add_site):
+    for add in (_add_evaluate, _add_train, _add_sample, _add_download, _add_teaching, _add_bench, _add_site):
         add(sub)
     return parser
 

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,slideshow,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
@@ -14,7 +14,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 1. Normalizing flows: exact likelihoods, bits per dimension, dequantization
 #
 # This is the first of three notebooks. By the end of the series we will have trained (or loaded) three
@@ -30,7 +30,7 @@
 # need it, explains it, and runs it. Notebook 2 builds coupling layers and multi-scale models;
 # notebook 3 trains and analyses them.
 
-# %%
+# %% tags=["no-slides"]
 # On Colab or any machine without the course package, install it from the repository.
 # torch is not reinstalled: the package needs torch>=2.1, which Colab already provides.
 REPO_URL = "https://github.com/nflows-tutorial/nflows-tutorial"
@@ -43,7 +43,7 @@ except ImportError:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"nflows-tutorial @ git+{REPO_URL}"], check=True)
     import nflows_tutorial
 
-# %%
+# %% tags=["no-slides"]
 # %matplotlib inline
 # %config InlineBackend.figure_formats = ["png"]
 
@@ -65,7 +65,7 @@ from nflows_tutorial.prior import standard_normal_log_prob
 
 _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the same numbers
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Why flows give exact likelihoods
 #
 # A generative model of images should let us *sample* new images and, ideally, *score* an image by
@@ -107,24 +107,24 @@ plot_change_of_variables()
 # We call that running sum the **LDJ** (log-determinant of the Jacobian). Sampling runs the chain
 # backwards: draw $z \sim \mathcal{N}(0, I)$ and apply $f_1^{-1} \circ \dots \circ f_K^{-1}$.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 plot_flow_chain([r"$f_1$", r"$f_2$", r"$\cdots$", r"$f_K$"], title="A flow is a chain of invertible layers")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # Every layer of the package follows one calling convention: `layer(z, ldj, reverse=False)` returns the
 # transformed `z` and `ldj` plus that layer's log-determinant (minus it when `reverse=True`). The model
 # class `ImageFlow` only has to run the layers in order and add the prior's log-density at the end:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(ImageFlow, "encode", "log_likelihood")
 
 # %% [markdown]
 # The prior term is the log-density of a standard normal, summed over all $D$ latent values of an image:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(standard_normal_log_prob)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Bits per dimension
 #
 # A log-likelihood in nats grows with the image size, which makes models on different data hard to
@@ -139,7 +139,7 @@ show_source(standard_normal_log_prob)
 # A baseline makes the scale concrete: a model that knows nothing and gives each of the 256 grey
 # levels of every pixel probability $1/256$ needs exactly 8 bits per pixel.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(bits_per_dim)
 
 # %%
@@ -147,10 +147,41 @@ D = 1 * 28 * 28
 clueless_log_px = torch.tensor([-D * math.log(256)])  # every pixel uniform over 256 levels
 print(f"uniform guess over 256 levels: {bits_per_dim(clueless_log_px, D).item():.4f} bpd")
 
+# %% [markdown] tags=["no-slides"]
+# **Exercise 1: bits per dimension.** Write `my_bits_per_dim(log_px, dims)`, which turns per-image
+# log-likelihoods in nats into bits per dimension, without calling `bits_per_dim`. The check compares
+# it with the package on a few log-likelihoods and on the uniform guess above.
+
+# %% tags=["exercise"]
+# Exercise 1: bits per dimension
+def my_bits_per_dim(log_px: torch.Tensor, dims: int) -> torch.Tensor:
+    """Per-image log-likelihoods in nats (``[batch]``) as bits per dimension."""
+    # BEGIN SOLUTION
+    return -log_px / (dims * math.log(2))
+    # END SOLUTION
+
+
+# %% tags=["exercise-check", "nbval-ignore-output"]
+from nflows_tutorial.checker import check_values
+
+some_log_px = torch.tensor([-500.0, -1000.0, -2000.0])
+check_values("three log-likelihoods", my_bits_per_dim(some_log_px, D), bits_per_dim(some_log_px, D))
+check_values("the uniform guess", my_bits_per_dim(clueless_log_px, D), torch.tensor([8.0]))
+
+# %% [markdown] tags=["no-slides"]
+# **Question.** A flow scores an MNIST digit at 1.0 bpd. What is the log-likelihood of the whole image, in nats?
+#
+# <details><summary>Answer</summary>
+#
+# $-\log p(x) = \mathrm{bpd} \cdot D \ln 2 = 1.0 \cdot 784 \cdot 0.693 \approx 543$ nats, so $\log p(x) \approx -543$.
+# A compressor built on the model would need 784 bits, 98 bytes, for the image.
+#
+# </details>
+
 # %% [markdown]
 # The flows of this course reach about 1 bpd on MNIST, so they compress an MNIST digit eightfold.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## The data: MNIST digits
 #
 # Before modelling anything, a look at what we model: 28x28 greyscale images of handwritten digits,
@@ -172,7 +203,8 @@ print(f"pixels of the first 1,000 images: {(values == 0).float().mean().item():.
 # %% [markdown]
 # Most pixels are pure black, the strokes are mostly near white, and the values between soften their
 # edges. A model of these images has to put its probability on integers, and on very uneven ones.
-#
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Dequantization
 #
 # ### The problem with integer pixels
@@ -227,7 +259,7 @@ plot_spikes()
 #   its mass outside $[0, 1)$, where no image ever lies. Going back (to sample) applies the sigmoid, undoes the $\alpha$ step, scales by
 # $L$ and rounds down: any $u \in [0, 1)$ lands back on the same integer.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 plot_flow_chain(
     ["add $u$,\ndivide by $L$", r"$\alpha$ step", "logit"],
     notes=[r"$v \in [0, 1)$", r"$y \in (0, 1)$", r"$z \in \mathbb{R}$"],
@@ -236,10 +268,10 @@ plot_flow_chain(
     title=r"Inside the dequantization layer (reverse: sigmoid, undo $\alpha$, times $L$, round down)",
 )
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(Dequantization, "forward", "dequantize", "logit", "sigmoid")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Deriving each log-determinant term
 #
 # All three steps act on each value separately, so each Jacobian is diagonal and its log-determinant
@@ -265,10 +297,10 @@ show_source(Dequantization, "forward", "dequantize", "logit", "sigmoid")
 # small image with autograd and returns $\log|\det J|$; we compare it with the LDJ the layer
 # reports. We work in float64 so that agreement means agreement to many digits.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(autograd_log_det)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 layer = Dequantization()
 x = torch.randint(0, 256, (1, 1, 3, 3))  # a tiny 3x3 "image" keeps the Jacobian at 9x9
 u = torch.rand(1, 1, 3, 3, dtype=torch.float64)
@@ -287,7 +319,39 @@ by_autograd = autograd_log_det(lambda t: layer.sigmoid(t, zero)[0], z)
 _ = compare("4. sigmoid, undo alpha, layer vs autograd", ldj_sigmoid, by_autograd)
 _ = compare("logit LDJ vs minus the sigmoid LDJ (they cancel)", ldj_logit, -ldj_sigmoid, atol=1e-9)
 
-# %% [markdown]
+# %% [markdown] tags=["no-slides"]
+# **Exercise 2: the logit as a layer.** Write the $\alpha$ step and the logit as one layer with the course's
+# calling convention, `my_logit_layer(z, ldj, reverse=False)`. Forward maps values in $[0, 1)$ to the real
+# line and adds the log-determinant of terms 2 and 3 above; reverse applies the sigmoid, undoes the
+# $\alpha$ step and subtracts the same log-determinant. Do not call the package's `logit` or `sigmoid`.
+# The check runs `check_layer`, which tests what every layer of the course must satisfy: shapes kept, an
+# exact inverse, the log-determinant against autograd, an `ldj` that accumulates, and a batch.
+
+# %% tags=["exercise"]
+# Exercise 2: the logit's log-determinant
+ALPHA = 1e-5
+
+
+def my_logit_layer(z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward: alpha step, then logit; reverse: sigmoid, then undo the alpha step. Both update ``ldj``."""
+    # BEGIN SOLUTION
+    dims = z[0].numel()
+    if not reverse:
+        y = z * (1 - ALPHA) + ALPHA / 2
+        log_det = dims * math.log(1 - ALPHA) - (torch.log(y) + torch.log1p(-y)).flatten(1).sum(dim=1)
+        return torch.log(y) - torch.log1p(-y), ldj + log_det
+    y = torch.sigmoid(z)
+    log_det = dims * math.log(1 - ALPHA) - (torch.log(y) + torch.log1p(-y)).flatten(1).sum(dim=1)
+    return (y - ALPHA / 2) / (1 - ALPHA), ldj - log_det
+    # END SOLUTION
+
+
+# %% tags=["exercise-check", "nbval-ignore-output"]
+from nflows_tutorial.checker import check_layer
+
+check_layer(my_logit_layer, torch.rand(4, 1, 3, 3, dtype=torch.float64))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The first term is a plain constant, $-9 \log 256 \approx -49.91$ for nine values. The other two
 # depend on where the values landed, and autograd agrees with the closed forms to all the printed
 # decimals.
@@ -299,7 +363,7 @@ _ = compare("logit LDJ vs minus the sigmoid LDJ (they cancel)", ldj_logit, -ldj_
 # float32 (PyTorch's default) and once in float64. The dequantization layer computes in the dtype of
 # the `ldj` tensor it receives, so that is how we choose the precision.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "subslide"}
 train_images = load_mnist("train").images[:1000].to(torch.int32)
 noise = torch.rand(train_images.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
@@ -318,7 +382,7 @@ for n, c, i, j in wrong[:3].tolist():
     before, after, u_ij = train_images[n, c, i, j].item(), restored32[n, c, i, j].item(), noise[n, c, i, j].item()
     print(f"  image {n}, pixel ({i}, {j}): {before} -> {after}, its noise u = {u_ij:.9f}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # At most a few of the 784,000 pixels come back off by one level (with this draw, the list above),
 # and the noise values explain why: each such $u$ sits within about $10^{-5}$ of $0$ or $1$, right
 # next to the boundary between two integer cells. float32 carries about seven significant digits,
@@ -335,7 +399,46 @@ print(f"float64: {(restored64 != train_images).sum().item()} of {train_images.nu
 print(f"forward plus reverse log-determinant, largest over the 1,000 images: {net_ldj64.abs().max().item():.6f} "
       f"(it should be 0)")
 
-# %% [markdown]
+# %% [markdown] tags=["no-slides"]
+# **Exercise 3: back to integers.** Sampling ends with the reverse of the dequantization layer. Write
+# `my_quantize(z)`, which takes logits `z` and returns the integer pixels they came from: sigmoid, undo the
+# $\alpha$ step, multiply by $L$, round down, clip to $0, \dots, L-1$, as `torch.int32`. The check
+# dequantizes the 1,000 training images above in float64 with the package's layer and quantizes them back
+# with yours.
+
+# %% tags=["exercise"]
+# Exercise 3: back to integers
+def my_quantize(z: torch.Tensor, alpha: float = 1e-5, levels: int = 256) -> torch.Tensor:
+    """The integer pixels ``0..levels-1`` whose dequantized logits are ``z``."""
+    # BEGIN SOLUTION
+    v = (torch.sigmoid(z) - alpha / 2) / (1 - alpha)
+    return torch.floor(v * levels).clamp(0, levels - 1).to(torch.int32)
+    # END SOLUTION
+
+
+# %% tags=["exercise-check", "nbval-ignore-output"]
+from nflows_tutorial.checker import check_values
+
+logits, _ = layer(train_images, torch.zeros(len(train_images), dtype=torch.float64), noise=noise)
+quantized = my_quantize(logits)
+assert quantized.dtype == torch.int32, f"my_quantize returned {quantized.dtype}; convert with .to(torch.int32)"
+check_values("pixels that come back different", (quantized != train_images).sum(), 0)
+check_values("extreme logits land on 0 and 255", my_quantize(torch.tensor([-40.0, 40.0], dtype=torch.float64)), [0, 255])
+
+# %% [markdown] tags=["no-slides"]
+# **Question.** The term $-D \log L$ of the dequantization layer does not depend on the image or on any
+# parameter, so it has no gradient. Why keep it at all?
+#
+# <details><summary>Answer</summary>
+#
+# Training would indeed not notice it. But without it the likelihood would be a density of $(x + u)/L$ on
+# $[0, 1)^D$ instead of $x + u$ on the integer grid's unit cells, so the reported log-likelihood and bits
+# per dimension would be off by $\log_2 L = 8$ bits per pixel: a model could no longer be compared with the
+# 8 bpd of the uniform guess or with published numbers.
+#
+# </details>
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Which slice of the real line each value owns
 #
 # To see what the model has to learn, take a tiny example with $L = 8$ levels. Dequantization turns
@@ -351,13 +454,13 @@ print(f"forward plus reverse log-determinant, largest over the 1,000 images: {ne
 # so the area of slice $k$ is exactly $P(k)$ and the areas add up to 1. `dequantization_density`
 # evaluates this with the layer itself:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(dequantization_density)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 plot_dequantization_volumes(levels=8, title="Uniform prior over 8 values")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # With a uniform prior every slice has area $1/8$. The slices in the middle are narrow and tall, the
 # outer ones wide and low, because the logit stretches values near 0 and 1 over a long stretch of the
 # axis. The two outermost slices go on beyond the plotted window, but not forever: the $\alpha$ step
@@ -369,7 +472,7 @@ plot_dequantization_volumes(levels=8, title="Uniform prior over 8 values")
 # a true intensity of about 2 were blurred by sensor noise. The picture becomes a staircase of
 # slices with very different heights and sharp steps between them:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 skewed = [0.075, 0.2, 0.4, 0.2, 0.075, 0.025, 0.0125, 0.0125]
 plot_dequantization_volumes(skewed, title="A non-uniform prior over 8 values")
 
@@ -380,7 +483,7 @@ areas = [torch.trapezoid(density * (owner == k), z_grid).item() for k in range(l
 print("area of each slice:", [round(a, 4) for a in areas])
 print(f"total area: {sum(areas):.4f}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # The areas reproduce the prior, and the total is 1. Those sharp steps matter: every layer of a flow
 # is smooth, and a smooth map from a Gaussian has a hard time producing a density with cliffs at
 # every integer. Notebook 2 replaces the uniform noise by a learned one that smooths the cliffs away.
@@ -420,7 +523,7 @@ print(f"total area: {sum(areas):.4f}")
 # (all mass piled towards the top of the cell). Then $\log P(x)$ is known exactly, and the gap of the
 # one-draw bound is $\mathbb{E}[\log 2u] = \log 2 - 1 \approx -0.307$ nats. More draws close the gap:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "subslide"}
 generator = torch.Generator().manual_seed(0)
 for M in (1, 2, 4, 8, 32):
     u_draws = torch.rand(200_000, M, generator=generator, dtype=torch.float64)
@@ -429,7 +532,44 @@ for M in (1, 2, 4, 8, 32):
     print(f"M = {M:2d}: bound minus log P(x) = {log_ratio.mean().item():+.3f} nats on average; "
           f"{above:.0%} of the estimates land above log P(x)")
 
-# %% [markdown]
+# %% [markdown] tags=["no-slides"]
+# **Exercise 4: the importance-sampling estimate.** Write `my_log_mean_exp(log_p)`, which takes
+# $\ell_m = \log p(x + u_m)$ for $M$ draws along dimension 0 (shape `[M, batch]`) and returns
+# $\log \frac{1}{M}\sum_m e^{\ell_m}$ for each image, without `torch.logsumexp`. Image log-likelihoods are
+# around $-700$ nats, where `exp` underflows to 0 even in float64, so the estimate must never leave log space
+# for the raw values.
+
+# %% tags=["exercise"]
+# Exercise 4: the importance-sampling estimator (log-mean-exp)
+def my_log_mean_exp(log_p: torch.Tensor) -> torch.Tensor:
+    """``log(mean(exp(log_p)))`` over dimension 0, without underflow or overflow."""
+    # BEGIN SOLUTION
+    top = log_p.max(dim=0).values  # factor out the largest term: exp of the rest lies in (0, 1]
+    return top + torch.log(torch.exp(log_p - top).mean(dim=0))
+    # END SOLUTION
+
+
+# %% tags=["exercise-check", "nbval-ignore-output"]
+from nflows_tutorial.checker import check_values
+
+draws = torch.randn(8, 5, dtype=torch.float64) * 3
+check_values("8 draws for 5 images", my_log_mean_exp(draws), torch.logsumexp(draws, dim=0) - math.log(8))
+image_sized = torch.tensor([[-700.0, -900.0], [-705.0, -2000.0]], dtype=torch.float64)
+check_values("image-sized log-likelihoods", my_log_mean_exp(image_sized), torch.logsumexp(image_sized, dim=0) - math.log(2))
+
+# %% [markdown] tags=["no-slides"]
+# **Question.** If $M = 8$ draws give a tighter bound, why does training use a single draw per image?
+#
+# <details><summary>Answer</summary>
+#
+# Each draw is a full pass through the flow, so $M$ draws cost $M$ times the compute and memory of a step.
+# A single draw is an unbiased estimate of the Jensen bound, and maximising that bound already pushes the
+# density to be nearly flat across each unit cell, which is what makes the gap small. Importance sampling
+# is then a cheap correction at test time, where no gradients are needed.
+#
+# </details>
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # The gap shrinks roughly like $1/M$, and the estimates land above the true value often (half of
 # them here; for $M = 1$ because $\log 2u > 0$ whenever $u > 1/2$): only their average is a bound.
 # Notebook 3 measures the same effect on a trained image model.

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,slideshow,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
@@ -14,7 +14,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 2. Coupling layers, learned dequantization and multi-scale flows
 #
 # Notebook 1 carried integer images onto the real line and showed that a flow's log-likelihood is
@@ -31,7 +31,7 @@
 #
 # As in notebook 1, each derived log-determinant is checked against an autograd Jacobian.
 
-# %%
+# %% tags=["no-slides"]
 # On Colab or any machine without the course package, install it from the repository.
 # torch is not reinstalled: the package needs torch>=2.1, which Colab already provides.
 REPO_URL = "https://github.com/nflows-tutorial/nflows-tutorial"
@@ -44,7 +44,7 @@ except ImportError:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"nflows-tutorial @ git+{REPO_URL}"], check=True)
     import nflows_tutorial
 
-# %%
+# %% tags=["no-slides"]
 # %matplotlib inline
 # %config InlineBackend.figure_formats = ["png"]
 
@@ -78,7 +78,7 @@ from nflows_tutorial.prior import standard_normal_log_prob
 
 _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the same numbers
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Affine coupling
 #
 # We need a layer that is (a) expressive, (b) easy to invert and (c) has a log-determinant we can
@@ -112,14 +112,14 @@ _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the 
 # triangular matrix is the product of its diagonal. So $\log|\det| = \sum_{i:\,m_i = 0} s_i$. The layer
 # multiplies $s$ and $t$ by $(1 - m)$ before use, so it can simply sum $s$ over all positions.
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 plot_coupling_diagram()
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(CouplingLayer, "forward")
 
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The check: a coupling layer on a 4x4 single-channel input with a small conditioner. A fresh
 # conditioner outputs zeros (more on that below), which would make the test trivial, so we first
 # give its last convolution and the scale bound random values.
@@ -148,7 +148,52 @@ _ = compare("kept values, after vs before (first 3)", z_out.flatten()[kept_posit
 _ = compare("inverse vs input (first 3 values)", z_back.flatten()[:3], z.flatten()[:3], atol=1e-12)
 _ = compare("LDJ after forward and inverse vs 0", ldj_back, 0.0, atol=1e-12)
 
-# %% [markdown]
+# %% [markdown] tags=["no-slides"]
+# **Exercise 5: an additive coupling layer.** NICE (Dinh et al., 2015), the ancestor of RealNVP, used
+# couplings with a shift only: $t = \mathrm{net}(m \odot z)$ and $z' = z + (1 - m) \odot t$. Complete
+# `MyAdditiveCoupling.forward` for both directions. What is its log-determinant? The checker tells you
+# whether you got it right.
+
+# %% tags=["exercise"]
+# Exercise 5: an additive coupling layer
+class MyAdditiveCoupling(torch.nn.Module):
+    """Shift-only coupling: the network sees the kept values and shifts the transformed ones."""
+
+    def __init__(self, network: torch.nn.Module, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.network = network
+        self.register_buffer("mask", mask)
+
+    def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        # BEGIN SOLUTION
+        t = self.network(z * self.mask) * (1 - self.mask)
+        if not reverse:
+            return z + t, ldj  # a shift has a unit Jacobian diagonal: log|det| = 0
+        return z - t, ldj
+        # END SOLUTION
+
+
+# %% tags=["exercise-check", "nbval-ignore-output"]
+from nflows_tutorial.checker import check_layer
+
+shift_net = GatedConvNet(c_in=1, hidden=8, c_out=1)
+torch.nn.init.normal_(shift_net.nn[-1].weight, std=0.3)  # a fresh network outputs zeros: make the shift matter
+check_layer(MyAdditiveCoupling(shift_net, create_checkerboard_mask(4, 4)), torch.randn(4, 1, 4, 4))
+
+# %% [markdown] tags=["no-slides"]
+# **Question.** An additive coupling has log-determinant 0, so a flow built only from them preserves
+# volume. What can such a flow not do, and how did NICE work around it?
+#
+# <details><summary>Answer</summary>
+#
+# With $\log|\det| = 0$ everywhere, $p_x(x) = p_z(f(x))$: the density of an image can never exceed the
+# prior's largest value, $(2\pi)^{-D/2}$, and the flow cannot concentrate mass onto the thin set where
+# real images lie. NICE ended with a learned diagonal scaling layer, whose log-determinant is the sum of
+# its log-scales; RealNVP put the scale into every coupling.
+#
+# </details>
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Keeping the scale in check
 #
 # $e^{s}$ explodes for large $s$. Early in training a conditioner can output large values, one step
@@ -165,10 +210,21 @@ _ = compare("LDJ after forward and inverse vs 0", ldj_back, 0.0, atol=1e-12)
 # This step is elementwise in the network output, not in $z$, so the log-determinant is still
 # $\sum s$ of the bounded $s$ (the check above already included it).
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 plot_scale_stabilisation(bounds=(0.5, 1.0, 2.0, 4.0))
 
-# %% [markdown]
+# %% [markdown] tags=["no-slides"]
+# **Question.** Why a $\tanh$ and not simply `s.clamp(-bound, bound)`?
+#
+# <details><summary>Answer</summary>
+#
+# A clamp has zero gradient beyond the bound: a coupling whose scale saturates gets no signal to come back,
+# and neither does the network behind it. The $\tanh$ bound is smooth, is the identity near zero, and
+# passes a (shrinking) gradient at any value.
+#
+# </details>
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Masks
 #
 # Which values to keep? For images the course uses two patterns:
@@ -190,7 +246,7 @@ print(create_checkerboard_mask(4, 6, invert=True)[0, 0].int())
 print("channel mask for 8 channels:          ", create_channel_mask(8).flatten().int().tolist())
 print("channel mask for 8 channels, inverted:", create_channel_mask(8, invert=True).flatten().int().tolist())
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 plot_masks(
     {
         "checkerboard (layer 0, 2, ...)": create_checkerboard_mask(8, 8),
@@ -199,10 +255,46 @@ plot_masks(
     }
 )
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(create_checkerboard_mask)
 
-# %% [markdown]
+# %% [markdown] tags=["no-slides"]
+# **Exercise 6: the channel mask.** Write `my_channel_mask(c_in, invert=False)`: a float tensor of shape
+# `[1, c_in, 1, 1]` that keeps (1) the first `c_in // 2` channels and transforms (0) the others;
+# `invert=True` swaps the roles. Mind an odd number of channels.
+
+# %% tags=["exercise"]
+# Exercise 6: the channel mask
+def my_channel_mask(c_in: int, invert: bool = False) -> torch.Tensor:
+    """``[1, c_in, 1, 1]`` float mask: 1 on the first ``c_in // 2`` channels (0 there if ``invert``)."""
+    # BEGIN SOLUTION
+    mask = torch.zeros(1, c_in, 1, 1)
+    mask[:, : c_in // 2] = 1
+    return 1 - mask if invert else mask
+    # END SOLUTION
+
+
+# %% tags=["exercise-check", "nbval-ignore-output"]
+from nflows_tutorial.checker import check_values
+
+for c_in in (2, 3, 8):
+    for invert in (False, True):
+        mine = my_channel_mask(c_in, invert)
+        assert mine.shape == (1, c_in, 1, 1), f"my_channel_mask({c_in}) has shape {list(mine.shape)}, expected [1, {c_in}, 1, 1]"
+        check_values(f"c_in={c_in}, invert={invert!s:<5}", mine.flatten(), create_channel_mask(c_in, invert).flatten())
+
+# %% [markdown] tags=["no-slides"]
+# **Question.** What would go wrong if every coupling of a flow used the same mask, never the inverted one?
+#
+# <details><summary>Answer</summary>
+#
+# The kept values would never be transformed by any layer: they would reach the prior exactly as they left
+# the dequantization, so the model of those pixels would be a standard normal on their logits, however
+# many layers the flow has. Alternating lets every value be transformed, conditioned on the others.
+#
+# </details>
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## The conditioner network
 #
 # The network inside a coupling maps the kept values to a scale and a shift for every value. It must
@@ -220,19 +312,19 @@ show_source(create_checkerboard_mask)
 #   and with it the log-likelihood of an image);
 # * a final 3x3 convolution to `c_out` channels ($s$ and $t$), **initialised to zero**.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(GatedConvNet)
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(GatedBlock)
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(ConcatELU)
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(ChannelLayerNorm)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The zero initialisation makes every fresh coupling output $s = t = 0$, so it starts as the identity
 # with a log-determinant of zero. A deep flow then begins as "no change at all" and each layer learns
 # to depart from it, instead of a stack of random transformations scrambling the data.
@@ -246,7 +338,7 @@ _ = compare("a fresh coupling, output vs input (first 3 values)", out.flatten()[
 print(f"largest |output - input| over all {images.numel():,} values: {(out - images).abs().max().item():.1f}; "
       f"log-determinants: {ldj.tolist()}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Variational dequantization
 #
 # Notebook 1 ended with a problem: uniform noise turns a smooth image distribution into a density
@@ -276,10 +368,10 @@ print(f"largest |output - input| over all {images.numel():,} values: {(out - ima
 #
 # The couplings see the image as $x / 255 \cdot 2 - 1$, concatenated to their input on the channels.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(VariationalDequantization, "dequantize")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The check runs the whole noise flow, $\varepsilon \mapsto (x + u)/256$, for a random 4x4 image with
 # two randomised conditional couplings, and compares the LDJ it adds with autograd. The $-D \log 256$
 # scaling term is part of both.
@@ -307,7 +399,7 @@ print(f"learned noise u ranges from {u.min().item():.6f} to {u.max().item():.6f}
 # value past the logit's range ($|z| > 12.2$) lands that far outside $[0, 1)$. The overlap with the
 # neighbouring cells is a millionth of their width and changes no reported digit.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Multi-scale flows: squeeze and split
 #
 # A checkerboard coupling on a 28x28 image mostly relates neighbouring pixels. Two layers give the
@@ -322,10 +414,10 @@ print(f"learned noise u ranges from {u.min().item():.6f} to {u.max().item():.6f}
 # nothing to the LDJ. Here is the 4x4 image $1, \dots, 16$ squeezed; each printed row lists the
 # four channels of one output position:
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(SqueezeFlow, "forward")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 squeeze = SqueezeFlow()
 grid = torch.arange(1, 17).view(1, 1, 4, 4)
 squeezed, _ = squeeze(grid, None)
@@ -337,10 +429,38 @@ print(f"unsqueeze: {(restored != grid).sum().item()} of {grid.numel()} values di
 flat = torch.randn(1, 1, 4, 4, dtype=torch.float64)
 _ = compare("log|det| of the squeeze by autograd vs 0", autograd_log_det(lambda t: squeeze(t, None)[0], flat), 0.0, atol=1e-12)
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 plot_squeeze(grid)
 
-# %% [markdown]
+# %% [markdown] tags=["no-slides"]
+# **Exercise 7: the squeeze inverse.** Write `my_unsqueeze(z)`, which maps `[B, 4C, H, W]` back to
+# `[B, C, 2H, 2W]` and is the exact inverse of the squeeze above: a reshape, a permutation and a reshape,
+# no loops. The check pairs the package's squeeze with your inverse and runs `check_layer` on it.
+
+# %% tags=["exercise"]
+# Exercise 7: the squeeze inverse
+def my_unsqueeze(z: torch.Tensor) -> torch.Tensor:
+    """Undo ``SqueezeFlow``: channels ``4C`` back into 2x2 blocks of pixels."""
+    # BEGIN SOLUTION
+    b, c, h, w = z.shape
+    z = z.reshape(b, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
+    return z.reshape(b, c // 4, 2 * h, 2 * w)
+    # END SOLUTION
+
+
+# %% tags=["exercise-check", "nbval-ignore-output"]
+from nflows_tutorial.checker import check_layer, check_values
+
+
+def squeeze_with_my_inverse(z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The package's squeeze forward, your unsqueeze as its reverse (a permutation: ldj unchanged)."""
+    return (my_unsqueeze(z), ldj) if reverse else squeeze(z, ldj)
+
+
+check_values("the 4x4 example comes back", my_unsqueeze(squeezed), grid)
+check_layer(squeeze_with_my_inverse, torch.randn(3, 2, 4, 6))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Split
 #
 # Not every value needs the full depth of the flow. After a few layers, **split** hands half of the
@@ -353,7 +473,7 @@ plot_squeeze(grid)
 # and add the prior log-density of $z_2$ to the running LDJ. It is not a Jacobian term, so the check
 # is against the normal density. In reverse, the layer draws $z_2$ from the prior.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(SplitFlow, "forward")
 
 # %%
@@ -368,7 +488,53 @@ print(f"reverse with the same half: {(rejoined != h).sum().item()} of {h.numel()
 _ = compare("LDJ after split and reverse vs 0 (2 images)", ldj_back, torch.zeros(2), atol=1e-10)
 _ = compare("the package's prior term vs torch.distributions", standard_normal_log_prob(h[:, 2:]), reference, atol=1e-10)
 
-# %% [markdown]
+# %% [markdown] tags=["no-slides"]
+# **Exercise 8: a split at a different depth.** Build `my_early_split_flow()`, a small multi-scale flow that
+# splits as early as it can: uniform dequantization; 2 checkerboard couplings at 1x28x28; squeeze; split
+# right away; 2 channel-mask couplings at 2x14x14; squeeze; 2 channel-mask couplings at 8x7x7 (conditioners
+# with 16 hidden channels, masks alternating). Use `CouplingLayer`, `GatedConvNet`, the two mask functions,
+# `SqueezeFlow`, `SplitFlow`, and `ImageFlow(flows, image_shape=..., latent_shape=...)`. Which latent shape
+# does sampling start from? The check follows an image through your flow and prints each layer's output shape.
+
+# %% tags=["exercise"]
+# Exercise 8: a split at a different depth
+from nflows_tutorial import Dequantization, ImageFlow
+
+
+def my_early_split_flow() -> ImageFlow:
+    """A multi-scale flow that splits right after its first squeeze."""
+    # BEGIN SOLUTION
+    def checkerboard(i: int) -> CouplingLayer:
+        return CouplingLayer(GatedConvNet(c_in=1, hidden=16, c_out=2), create_checkerboard_mask(28, 28, invert=i % 2 == 1), c_in=1)
+
+    def channel(i: int, c: int) -> CouplingLayer:
+        return CouplingLayer(GatedConvNet(c_in=c, hidden=16), create_channel_mask(c, invert=i % 2 == 1), c_in=c)
+
+    flows = [
+        Dequantization(), checkerboard(0), checkerboard(1),
+        SqueezeFlow(), SplitFlow(), channel(0, 2), channel(1, 2),
+        SqueezeFlow(), channel(0, 8), channel(1, 8),
+    ]
+    return ImageFlow(flows, image_shape=(1, 28, 28), latent_shape=(8, 7, 7))
+    # END SOLUTION
+
+
+# %% tags=["exercise-check", "nbval-ignore-output"]
+from nflows_tutorial.checker import check_values
+
+early = my_early_split_flow()
+z_path, ldj_path = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.int32), torch.zeros(2)
+with torch.no_grad():
+    for flow_layer in early.flows:
+        z_path, ldj_path = flow_layer(z_path, ldj_path)
+        print(f"{type(flow_layer).__name__:>15} -> {list(z_path.shape[1:])}")
+names = [type(flow_layer).__name__ for flow_layer in early.flows]
+check_values("layers before the split", names.index("SplitFlow"), 4)
+check_values("couplings", names.count("CouplingLayer"), 6)
+check_values("latent shape", list(z_path.shape[1:]), list(early.latent_shape))
+check_values("sampled images", list(early.sample(2).shape), [2, 1, 28, 28])
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # Where to split? Values that leave early go through few layers, so they can only hold what a
 # shallow flow can model: fine, local detail and noise. The course's multi-scale model therefore
 # splits after four couplings (two at 1x28x28 and two at 4x14x14), and gives its last four couplings,
@@ -385,10 +551,10 @@ _ = compare("the package's prior term vs torch.distributions", standard_normal_l
 #   The conditioners grow from 32 to 48 to 64 hidden channels as the resolution drops, and sampling
 #   starts from a latent of shape 8x7x7.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(create_simple_flow)
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(create_multiscale_flow)
 
 # %%
@@ -396,7 +562,7 @@ models = {name: create_model(name) for name in MODEL_NAMES}
 for name, model in models.items():
     print(f"{name:>10}: {sum(p.numel() for p in model.parameters()):>9,} parameters, {len(model.flows):>2} layers")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # The multi-scale model has 1,711,818 / 556,312 = 3.08 times the parameters of `simple`. The number
 # of couplings is the same (eight), and a conditioner's 3x3 convolutions hold about
 # $9 \cdot 2h \cdot h$ weights each for $h$ hidden channels, so the parameters grow with the square of
@@ -431,16 +597,16 @@ for size, width in ((28, 32), (14, 48), (7, 64)):
 # is its mask (dark: kept, light: transformed), so the alternation from layer to layer is visible,
 # and the split sends half of its input to the prior:
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 plot_architecture(models["simple"], title="simple")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 plot_architecture(models["vardeq"], title="vardeq")
 
-# %%
+# %% slideshow={"slide_type": "subslide"}
 plot_architecture(models["multiscale"], title="multiscale")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # * An affine coupling transforms half of the values with a scale and shift computed from the other

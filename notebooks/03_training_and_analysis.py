@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,slideshow,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
@@ -14,7 +14,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 3. Training, comparing and looking inside the flows
 #
 # Notebooks 1 and 2 built every layer of the three course models: `simple` (uniform dequantization
@@ -41,7 +41,7 @@
 # folder holding a `MNISTFlow_multiscale.ckpt` trained with this package (and a `PROVENANCE.md` saying
 # how), that model is used and labelled as such; otherwise a short demonstration run stands in.
 
-# %%
+# %% tags=["no-slides"]
 # On Colab or any machine without the course package, install it from the repository.
 # torch is not reinstalled: the package needs torch>=2.1, which Colab already provides.
 REPO_URL = "https://github.com/nflows-tutorial/nflows-tutorial"
@@ -54,7 +54,7 @@ except ImportError:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"nflows-tutorial @ git+{REPO_URL}"], check=True)
     import nflows_tutorial
 
-# %%
+# %% tags=["no-slides"]
 # %matplotlib inline
 # %config InlineBackend.figure_formats = ["png"]
 
@@ -114,7 +114,7 @@ COURSE_CHECKPOINTS = os.environ.get("NFLOWS_TUTORIAL_COURSE_CHECKPOINTS")
 PUBLISHED_TEST_BPD = {"simple": 1.0784, "vardeq": 1.0431, "multiscale": 1.020}
 _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the same numbers
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Training with PyTorch Lightning
 #
 # `ImageFlow` is a `LightningModule`, so the training loop, logging, checkpointing and device handling
@@ -137,7 +137,7 @@ _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the 
 # much further in the early epochs, where the curves below fall by tenths of a bit. Importance
 # sampling pays at evaluation, where we want the tightest number and run the data only once.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(ImageFlow, "training_step", "validation_step", "test_step", "configure_optimizers")
 
 # %% [markdown]
@@ -161,10 +161,10 @@ for epoch in range(201):
 # validation bpd, a `last.ckpt` written every 200 steps and after every epoch so that an interrupted
 # run can resume, a learning-rate monitor, and a logger that writes the scalars we plot below.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(make_trainer)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # `train_flow` (in `nflows_tutorial.training`, also behind the command line `nflows-tutorial train`)
 # seeds everything, builds the model, the loaders and this trainer, calls `trainer.fit`, and finally
 # tests the best weights and stores them with their results in the same format as the published
@@ -178,7 +178,7 @@ show_source(make_trainer)
 # everything below still runs. Such a model is far from trained, and its numbers and samples show it.
 # Every model is labelled with where it came from in each table and figure below.
 
-# %%
+# %% tags=["no-slides"]
 def course_checkpoint(name: str) -> tuple[ImageFlow, str, Path] | None:
     """The course's own checkpoint of ``name`` (model, how it was trained, its run folder), if one is provided."""
     folder = Path(COURSE_CHECKPOINTS) if COURSE_CHECKPOINTS else None
@@ -221,14 +221,14 @@ def get_model(name: str) -> tuple[ImageFlow, dict, str, Path | None]:
     return model.to(device).eval(), {}, "short demonstration run", run_paths(name, out_dir)["run"]
 
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 models, stored, origin, run_dirs = {}, {}, {}, {}
 for name in MODEL_NAMES:
     models[name], stored[name], origin[name], run_dirs[name] = get_model(name)
 for name in MODEL_NAMES:
     print(f"{name:>10}: {origin[name]}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Learning curves
 #
 # A training run logs its training bpd every 50 steps and its validation bpd after every epoch
@@ -244,7 +244,7 @@ if curves:
 else:
     print("Every model was loaded from a published checkpoint, which holds no training logs.")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Comparing the three models
 #
 # For each model we measure the bits per dimension on the validation and test images with $M = 8$
@@ -259,7 +259,7 @@ else:
 # images (the first 1,000 test images score about 0.025 bpd *better* than the whole test set), so a
 # quick-mode number is not to be compared with the stored column at all.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "subslide"}
 val_set, test_set = load_mnist("val"), load_mnist("test")
 rows = [
     results_row(name, model, {"val": val_set, "test": test_set}, stored[name], limit=EVAL_IMAGES,
@@ -285,7 +285,7 @@ print(f"multiscale minus vardeq: {test_bpd['multiscale'] - test_bpd['vardeq']:+.
 print(f"published, for comparison: {PUBLISHED_TEST_BPD['vardeq'] - PUBLISHED_TEST_BPD['simple']:+.4f} and "
       f"{PUBLISHED_TEST_BPD['multiscale'] - PUBLISHED_TEST_BPD['vardeq']:+.4f} bpd")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # What to read from it:
 #
 # * **Learned dequantization pays off.** With the published weights `vardeq` improves on `simple` by
@@ -370,7 +370,50 @@ for M, bpd in per_image.items():
 # the gap falls like $1/M$ only once $M$ is large compared with the relative variance of the weights
 # $w_m$, which for a whole image is far larger than for the toy's single value. In quick mode the
 # handful of images leaves error bars as large as the later steps, and the curve can wobble.
-#
+
+# %% [markdown] tags=["no-slides"]
+# **Exercise 9: importance sampling by hand.** Write `my_importance_bpd(model, imgs, M)`, the per-image bits
+# per dimension from `M` draws of the dequantization noise, averaged inside the logarithm. Use only
+# `model.encode` (it draws fresh noise on every call and returns the latents and the log-determinants)
+# and the prior's `standard_normal_log_prob`, and call `model.encode` once per draw. From the same seed, your
+# numbers must equal `model.bits_per_dim(imgs, importance_samples=M)` for one draw and for eight.
+
+# %% tags=["exercise"]
+# Exercise 9: bits per dimension with M importance samples
+import math
+
+from nflows_tutorial.prior import standard_normal_log_prob
+
+
+def my_importance_bpd(model: ImageFlow, imgs: torch.Tensor, M: int) -> torch.Tensor:
+    """Per-image bpd from ``M`` dequantization draws, averaged inside the logarithm."""
+    # BEGIN SOLUTION
+    log_p = []
+    for _ in range(M):
+        z, ldj = model.encode(imgs)
+        log_p.append(ldj + standard_normal_log_prob(z))
+    log_px = torch.logsumexp(torch.stack(log_p), dim=0) - math.log(M)
+    return -log_px * math.log2(math.e) / imgs[0].numel()
+    # END SOLUTION
+
+
+# %% tags=["exercise-check", "nbval-ignore-output"]
+from nflows_tutorial.checker import check_values
+
+some_images = val_set.images[:8].to(torch.int32).to(device)
+with torch.no_grad():
+    _ = torch.manual_seed(0)
+    yours_1 = my_importance_bpd(models["vardeq"], some_images, 1)
+    _ = torch.manual_seed(0)
+    package_1 = models["vardeq"].bits_per_dim(some_images)
+    _ = torch.manual_seed(0)
+    yours_8 = my_importance_bpd(models["vardeq"], some_images, 8)
+    _ = torch.manual_seed(0)
+    package_8 = models["vardeq"].bits_per_dim(some_images, importance_samples=8)
+check_values("one draw, the same noise as the package", yours_1, package_1, tol=1e-4)
+check_values("eight draws, the same noise as the package", yours_8, package_8, tol=1e-4)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Samples
 #
 # Sampling runs each flow backwards from a standard-normal latent. A flow trained by maximum
@@ -392,7 +435,21 @@ plot_image_panels({f"{name}\n({origin[name]})": draw_samples(model, 16, seed=44)
 # multi-scale architecture, and the split-off latents below show where the global shape is kept.
 # (A demonstration run, if one stands in above, draws noise.)
 
-# %% [markdown]
+# %% [markdown] tags=["no-slides"]
+# **Question.** The flows reach about 1 bpd, close to the best published MNIST numbers of their time, yet
+# their samples look worse than a GAN's. How can a good likelihood go with poor samples?
+#
+# <details><summary>Answer</summary>
+#
+# Maximum likelihood punishes a model hard for giving any real image a tiny probability, so a flow spreads
+# its mass to cover every training image, including the space between them, where blends and broken strokes
+# live. A GAN is never asked for the probability of real images, so it may drop whole regions and
+# sample only the cleanest. The bpd is dominated by local pixel statistics (noise, stroke edges), which
+# a flow models well, while the eye judges global shape.
+#
+# </details>
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Interpolating in latent space
 #
 # What does `encode` return for an image? Not "its" latent: the flow is a bijection between
@@ -410,10 +467,39 @@ plot_image_panels({f"{name}\n({origin[name]})": draw_samples(model, 16, seed=44)
 # which tends to decode to a thick, low-contrast blob. A **spherical** path turns one latent into the
 # other along a great circle and keeps the norm between the two ends:
 
-# %% tags=["nbval-ignore-output"]
+# %% [markdown] tags=["no-slides"]
+# **Exercise 10: latent interpolation.** Before reading the package's version below, write
+# `my_interpolate(model, img1, img2, num_steps)`: encode both images (integer tensors `[C, H, W]`), mix
+# their latents as $(1 - t) z_1 + t z_2$ for `num_steps` values of $t$ from 0 to 1, and decode the mixtures
+# with `model.sample(shape, z_init=...)`. For a single-scale model the two ends must give back the two
+# images (up to a float32 slip of one level at a pixel or two).
+
+# %% tags=["exercise"]
+# Exercise 10: latent interpolation
+def my_interpolate(model: ImageFlow, img1: torch.Tensor, img2: torch.Tensor, num_steps: int) -> torch.Tensor:
+    """Decoded images ``[num_steps, C, H, W]`` along the straight line between the latents of two images."""
+    # BEGIN SOLUTION
+    with torch.no_grad():
+        z, _ = model.encode(torch.stack([img1, img2]).to(model.device))
+    t = torch.linspace(0, 1, num_steps, dtype=z.dtype, device=z.device).view(-1, 1, 1, 1)
+    z_path = (1 - t) * z[0] + t * z[1]
+    return model.sample(z_path.shape, z_init=z_path)
+    # END SOLUTION
+
+
+# %% tags=["exercise-check", "nbval-ignore-output"]
+from nflows_tutorial.checker import check_values
+
+pair = load_mnist("train").images[:2].to(torch.int32).to(device)
+walk = my_interpolate(models["vardeq"], pair[0], pair[1], 6)
+check_values("shape", list(walk.shape), [6, 1, 28, 28])
+check_values("pixels of the first image that differ from img1 (at most 2)", (walk[0] != pair[0]).sum(), 0, tol=2)
+check_values("pixels of the last image that differ from img2 (at most 2)", (walk[-1] != pair[1]).sum(), 0, tol=2)
+
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(latent_path)
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "subslide"}
 train_images = load_mnist("train").images[:6].to(torch.int32)
 pairs = [(train_images[2 * k], train_images[2 * k + 1]) for k in range(2)]
 for name in ("vardeq", "multiscale"):
@@ -440,7 +526,7 @@ plot_images(torch.cat(rows), nrow=8, row_labels=labels, title="The same two pair
 # prior would draw (the norms printed above); the spherical path stays at the prior's usual norm all
 # the way, so its midpoints are latents of the kind the flow was trained to decode.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## What the split-off latents hold
 #
 # The multi-scale model sets half of its values aside after four couplings; only the other half sees
@@ -448,7 +534,7 @@ plot_images(torch.cat(rows), nrow=8, row_labels=labels, title="The same two pair
 # half afresh several times. Each row below shares one final latent; the columns differ only in the
 # split-off values.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "subslide"}
 _ = torch.manual_seed(42)
 multiscale = models["multiscale"]
 final = torch.randn(4, *multiscale.latent_shape, device=device)
@@ -473,10 +559,10 @@ plot_images(
 # dequantization would give a flat histogram at height 1. We look at the background pixels ($x = 0$,
 # most of an MNIST image) and at the stroke pixels separately.
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output", "no-slides"]
 show_source(VariationalDequantization, "dequantize")
 
-# %% tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "subslide"}
 dequant = models["vardeq"].flows[0]
 x = load_mnist("train").images[:64].to(torch.int32).to(device)
 _ = torch.manual_seed(42)
@@ -486,7 +572,7 @@ u = (v * 256 - x).cpu()
 display(plot_dequantization_histogram(u[x.cpu() == 0], title=f"Learned noise on background pixels (x = 0), {origin['vardeq']}"))
 display(plot_dequantization_histogram(u[x.cpu() > 0], title=f"Learned noise on stroke pixels (x > 0), {origin['vardeq']}"))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # With the published model the two histograms tell different stories. On the background the noise
 # piles up near $u = 0$. Why there? The bound $\mathbb{E}_q[\log p(x + u) - \log q(u \mid x)]$ is
 # largest when $q(u \mid x)$ is proportional to $p(x + u)$ across the cell: $q$ follows where the
@@ -520,7 +606,83 @@ display(plot_dequantization_histogram(u[x.cpu() > 0], title=f"Learned noise on s
 # altogether, and flow matching connects flows with diffusion models. The course package is small
 # enough to try any of these: write a layer with the `layer(z, ldj, reverse)` signature, check its
 # log-determinant against `autograd_log_det`, and add it to a model's `flows`.
-#
+
+# %% [markdown] tags=["no-slides"]
+# **Exercise 11: an invertible 1x1 convolution.** Glow mixes the channels at every pixel with one learned
+# invertible $C \times C$ matrix $W$: $z'_{:,i,j} = W z_{:,i,j}$. The Jacobian is block diagonal with one
+# copy of $W$ per pixel, so $\log|\det| = H \cdot W_{\text{img}} \cdot \log|\det W|$ (use
+# `torch.linalg.slogdet`). Complete `MyInvertible1x1Conv.forward` for both directions.
+
+# %% tags=["exercise"]
+# Exercise 11: an invertible 1x1 convolution
+class MyInvertible1x1Conv(torch.nn.Module):
+    """Glow's learned channel mixing: the same invertible ``C x C`` matrix applied at every pixel."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        rotation, _ = torch.linalg.qr(torch.randn(channels, channels))
+        self.weight = torch.nn.Parameter(rotation)  # a random rotation: invertible from the start
+
+    def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        # BEGIN SOLUTION
+        height, width = z.shape[-2:]
+        log_det = height * width * torch.linalg.slogdet(self.weight).logabsdet
+        if not reverse:
+            return torch.einsum("ij,bjhw->bihw", self.weight, z), ldj + log_det
+        return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(self.weight), z), ldj - log_det
+        # END SOLUTION
+
+
+# %% tags=["exercise-check", "nbval-ignore-output"]
+from nflows_tutorial.checker import check_layer
+
+mixing = MyInvertible1x1Conv(4)
+with torch.no_grad():
+    mixing.weight.add_(0.3 * torch.randn(4, 4))  # no longer a rotation, so the log-determinant is not zero
+check_layer(mixing, torch.randn(3, 4, 3, 3))
+
+# %% [markdown] tags=["no-slides"]
+# **Exercise 12: a Householder layer.** A product of Householder reflections
+# $H_k = I - 2\, v_k v_k^\top / (v_k^\top v_k)$ is an orthogonal matrix for any vectors $v_k$, so a layer that
+# mixes channels with it never needs an inverse or a determinant: the inverse is the transpose and
+# $|\det| = 1$. Complete `matrix` (the product of the reflections) and `forward`.
+
+# %% tags=["exercise"]
+# Exercise 12: a Householder layer
+class MyHouseholder(torch.nn.Module):
+    """Channel mixing by a product of Householder reflections: orthogonal by construction."""
+
+    def __init__(self, channels: int, reflections: int = 4) -> None:
+        super().__init__()
+        self.vectors = torch.nn.Parameter(torch.randn(reflections, channels))
+
+    def matrix(self) -> torch.Tensor:
+        """The ``C x C`` orthogonal matrix ``H_1 H_2 ... H_k``."""
+        # BEGIN SOLUTION
+        eye = torch.eye(self.vectors.shape[1], dtype=self.vectors.dtype)
+        product = eye
+        for v in self.vectors:
+            product = product @ (eye - 2 * torch.outer(v, v) / v.dot(v))
+        return product
+        # END SOLUTION
+
+    def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        # BEGIN SOLUTION
+        w = self.matrix().T if reverse else self.matrix()  # orthogonal: the inverse is the transpose
+        return torch.einsum("ij,bjhw->bihw", w, z), ldj  # |det| = 1: nothing to add
+        # END SOLUTION
+
+
+# %% tags=["exercise-check", "nbval-ignore-output"]
+from nflows_tutorial.checker import check_layer, check_values
+
+householder = MyHouseholder(4)
+with torch.no_grad():
+    w = householder.matrix()
+check_values("W times its transpose is the identity", w @ w.T, torch.eye(4), tol=1e-5)
+check_layer(householder, torch.randn(3, 4, 3, 3))
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## References
 #
 # * L. Dinh, D. Krueger, Y. Bengio. *NICE: Non-linear Independent Components Estimation.* 2014.
@@ -542,7 +704,7 @@ display(plot_dequantization_histogram(u[x.cpu() > 0], title=f"Learned noise on s
 # * Y. Lipman, R. T. Q. Chen, H. Ben-Hamu, M. Nickel, M. Le. *Flow Matching for Generative
 #   Modeling.* ICLR 2023. [arXiv:2210.02747](https://arxiv.org/abs/2210.02747)
 
-# %% [markdown]
+# %% [markdown] tags=["no-slides"]
 # ## Appendix (optional): what a training step keeps in memory
 #
 # This section is about speed and memory, not about flows; skip it on a first reading.
