@@ -25,7 +25,7 @@ def test_split_equals_random_split_after_seeding_42():
     assert ours_train.tolist() == list(train.indices) and ours_val.tolist() == list(val.indices)
 
 
-def test_loader_batches_whole_tensors_and_limit_takes_the_first_images():
+def test_loader_batches_whole_tensors_and_limit_takes_the_first_images(mnist_root):
     test = load_mnist("test")
     imgs, labels = next(iter(make_loader(test, batch_size=64, limit=100)))
     assert imgs.shape == (64, 1, 28, 28) and imgs.dtype == torch.int32
@@ -44,7 +44,7 @@ def test_missing_data_offline_names_the_folder_and_files(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("bad", [{"split": "validation"}, {"batch_size": 0}, {"limit": -1}])
-def test_bad_arguments_are_rejected(bad):
+def test_bad_arguments_are_rejected(bad, mnist_root):
     with pytest.raises(ValueError):
         if "split" in bad:
             load_mnist(bad["split"])

@@ -1,0 +1,49 @@
+"""Test-suite settings shared by the unit tests and the notebooks that nbval runs.
+
+Quick mode is the suite's default, so ``python -m pytest`` never starts full-length notebook runs
+by surprise; ``NFLOWS_TUTORIAL_QUICK=0 python -m pytest`` runs the notebooks in full. MNIST comes
+from ``$PATH_DATASETS`` (downloaded there by the package when missing), as it does for a user;
+where it cannot be had, whatever needs it is skipped with one line saying how to provide it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import pytest
+
+# Set before any notebook kernel starts: kernels inherit this process's environment.
+if "NFLOWS_TUTORIAL_QUICK" not in os.environ and "NFLOWS_TUTORIAL_FAST" not in os.environ:
+    os.environ["NFLOWS_TUTORIAL_QUICK"] = "1"
+
+
+@functools.cache
+def mnist_or_reason() -> Path | str:
+    """The folder holding ``MNIST/raw`` (fetched through the package if missing), or why there is none."""
+    from nflows_tutorial.data import DataUnavailableError, load_mnist
+    from nflows_tutorial.paths import dataset_root
+
+    try:
+        load_mnist("train")  # reads (and if need be downloads) all four files, checking their sizes
+        load_mnist("test")
+    except DataUnavailableError as err:
+        return (f"MNIST unavailable: {' '.join(str(err).split())}. Set PATH_DATASETS to a folder holding "
+                f"MNIST/raw, or run the tests once where the download works")
+    return dataset_root().resolve()
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    """Folder holding ``MNIST/raw``, as the package finds it; skips the test when MNIST cannot be had."""
+    found = mnist_or_reason()
+    if isinstance(found, str):
+        pytest.skip(found)
+    return found
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip the notebooks' cells where MNIST cannot be had: every notebook reads it."""
+    if item.path.suffix == ".ipynb" and isinstance(found := mnist_or_reason(), str):
+        pytest.skip(found)
