@@ -26,11 +26,10 @@ def mnist_or_reason() -> Path | str:
     from nflows_tutorial.paths import dataset_root
 
     try:
-        load_mnist("train")  # reads (and if need be downloads) all four files, checking their sizes
+        load_mnist("train")  # reads (and if need be downloads) all four files, checking their contents
         load_mnist("test")
     except DataUnavailableError as err:
-        return (f"MNIST unavailable: {' '.join(str(err).split())}. Set PATH_DATASETS to a folder holding "
-                f"MNIST/raw, or run the tests once where the download works")
+        return f"MNIST unavailable: {err}"
     return dataset_root().resolve()
 
 
@@ -47,3 +46,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """Skip the notebooks' cells where MNIST cannot be had: every notebook reads it."""
     if item.path.suffix == ".ipynb" and isinstance(found := mnist_or_reason(), str):
         pytest.skip(found)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """One line per reason for skipping, however many tests it skipped (what is missing, and how to provide it)."""
+    counts: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        if isinstance(report.longrepr, tuple):
+            reason = report.longrepr[2].removeprefix("Skipped: ")
+            counts[reason] = counts.get(reason, 0) + 1
+    if counts:
+        terminalreporter.section("why tests were skipped")
+        for reason, count in counts.items():
+            terminalreporter.write_line(f"{count:4d} skipped: {reason}")
