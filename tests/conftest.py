@@ -14,21 +14,28 @@ PUBLISHED = ("simple", "vardeq")  # the checkpoints whose files and hashes are p
 
 
 @pytest.fixture(scope="session")
-def published_dir(tmp_path_factory) -> Path:
-    """Folder holding the published ``simple`` and ``vardeq`` checkpoints, downloaded and verified by the
-    package from ``$NFLOWS_TUTORIAL_CHECKPOINT_URL`` (default: the published location).
+def published_dir() -> Path:
+    """The checkpoint cache (``$PATH_CHECKPOINT``, else ``saved_models/tutorial11``) holding the published
+    ``simple`` and ``vardeq`` checkpoints, downloaded and verified by the package on first use from
+    ``$NFLOWS_TUTORIAL_CHECKPOINT_URL`` (default: the published location).
 
     Skips the test, with one line saying how to provide them, where they cannot be had.
     """
+    from nflows_tutorial.download import sha256_of
+    from nflows_tutorial.paths import checkpoint_dir
     from nflows_tutorial.pretrained import REGISTRY, URL_VARIABLE, CheckpointError, fetch_checkpoint
 
-    folder = tmp_path_factory.mktemp("published")
+    folder = checkpoint_dir()
     for name in PUBLISHED:
         try:
-            fetch_checkpoint(name, folder, progress=False)  # verified against the published SHA-256
+            path = fetch_checkpoint(name, folder, progress=False)
         except CheckpointError as err:
-            pytest.skip(f"published checkpoints unavailable: {str(err).splitlines()[0]} Set {URL_VARIABLE} to "
-                        f"a mirror folder serving {', '.join(REGISTRY[n].filename for n in PUBLISHED)}")
+            files = " and ".join(REGISTRY[n].filename for n in PUBLISHED)
+            pytest.skip(f"published checkpoints unavailable: {str(err).splitlines()[0]}. Set {URL_VARIABLE} to a "
+                        f"mirror serving {files}, or run 'python -m nflows_tutorial download simple vardeq'")
+        if sha256_of(path) != REGISTRY[name].sha256:
+            pytest.skip(f"{path} is not the published {name!r} checkpoint (one you trained?); move it elsewhere, "
+                        "or point PATH_CHECKPOINT at another folder")
     return folder
 
 
