@@ -311,7 +311,7 @@ def download_file(
         except _Permanent as err:
             raise DownloadError(url, str(err)) from None
         except _TooLong:
-            raise DownloadError(url, f"the download took longer than {allowed:.0f} s (attempt {attempt})") from None
+            raise DownloadError(url, f"the download took longer than {allowed:g} s (attempt {attempt})") from None
         except _TRANSIENT as err:
             reason = _describe(err, connect_timeout, read_timeout)
             pause = backoff * 2 ** (attempt - 1)
