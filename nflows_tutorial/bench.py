@@ -129,12 +129,19 @@ def _loader_images_per_s(batch: int) -> float | None:
     return seen / (time.perf_counter() - start)
 
 
+def _thread_count(text: str) -> int:
+    """A number of CPU threads: a whole number, 1 or more."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of threads, 1 or more, got {text!r}")
+    return int(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``bench`` options to a command-line parser."""
     parser.add_argument("--model", nargs="+", default=["simple", "vardeq", "multiscale"], help="models to time")
     parser.add_argument("--tiny", action="store_true", help="tiny batches, one repeat: proves the bench runs (CI)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=_thread_count, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument(
         "--no-compile", dest="compile", action="store_false",
         help="fast path with eager pointwise kernels instead of compiled ones",

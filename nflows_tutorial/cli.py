@@ -7,6 +7,7 @@ import errno
 import importlib
 import importlib.util
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -29,6 +30,10 @@ class _Parser(argparse.ArgumentParser):
 
 class _UsageError(Exception):
     """A request that cannot be served as given: reported in one line, exit code 2."""
+
+
+class _MachineError(Exception):
+    """The machine's state stops the job (a full disk, a read-only folder): reported in one line, exit code 1."""
 
 
 def _say(message: str) -> None:
@@ -72,22 +77,44 @@ def _devices(text: str) -> int | str | list[int]:
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_LONGEST = timedelta.max.total_seconds() // 2  # anything longer is a typo, and would overflow Lightning's clock
 
 
 def _duration(text: str) -> timedelta:
-    """``90``/``90s``, ``30m``, ``2h``, ``1d``, or ``[[DD:]HH:]MM:SS`` as a time span."""
+    """``90``/``90s``, ``30m``, ``2h``, ``1d``, ``2h15m``, or ``[[DD:]HH:]MM:SS`` as a time span."""
     text = text.strip()
-    if match := re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", text):
-        seconds = float(match[1]) * _UNITS[match[2] or "s"]
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        seconds = float(text)
+    elif re.fullmatch(r"(?:\d+(?:\.\d+)?[smhd])+", text):
+        seconds = sum(float(number) * _UNITS[unit] for number, unit in re.findall(r"(\d+(?:\.\d+)?)([smhd])", text))
     elif re.fullmatch(r"\d+(:\d+){1,3}", text):
         seconds = 0.0
         for part, scale in zip(reversed(text.split(":")), (1, 60, 3600, 86400)):
             seconds += int(part) * scale
     else:
-        raise argparse.ArgumentTypeError(f"expected a duration like 90s, 30m, 2h or DD:HH:MM:SS, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a duration like 90s, 30m, 2h15m or DD:HH:MM:SS, got {text!r}")
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"the duration must be positive, got {text!r}")
+    if seconds > _LONGEST:
+        raise argparse.ArgumentTypeError(f"the duration {text!r} is longer than {_LONGEST // 86400:,.0f} days")
     return timedelta(seconds=seconds)
+
+
+_SEED_MAX = 2**32 - 1  # what numpy, and so Lightning's seed_everything, accept
+
+
+def _seed(text: str) -> int:
+    """A random seed: a whole number from 0 to 2**32 - 1."""
+    return _number(int, lambda v: 0 <= v <= _SEED_MAX, f"a seed, a whole number from 0 to {_SEED_MAX}")(text)
+
+
+def _table_format(text: str) -> str:
+    """One of tabulate's table formats."""
+    from tabulate import tabulate_formats
+
+    if text not in tabulate_formats:
+        raise argparse.ArgumentTypeError(f"unknown table format {text!r}; choose one of {', '.join(tabulate_formats)}")
+    return text
 
 
 def _steps(text: str) -> int:
@@ -101,6 +128,8 @@ def _png(text: str) -> Path:
     path = Path(text)
     if path.suffix.lower() != ".png":
         raise argparse.ArgumentTypeError(f"the output is a PNG image: give a file name ending in .png, got {text!r}")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give the PNG file to write, e.g. {path / 'samples.png'}")
     return path
 
 
@@ -137,9 +166,34 @@ def _device(text: str):
         device = torch.device(text)
     except RuntimeError:
         raise _UsageError(f"unknown device {text!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise _UsageError(f"device {text!r} was asked for, but this machine has no usable CUDA GPU; use --device cpu")
+    if device.type == "meta":
+        raise _UsageError("the meta device holds no values, so no model can run on it; use --device cpu")
+    if device.type == "cpu":
+        return device
+    backend = {"cuda": torch.cuda, "mps": getattr(torch.backends, "mps", None), "xpu": getattr(torch, "xpu", None)}
+    if device.type not in backend:
+        raise _UsageError(f"device {text!r} is not one this course runs on; use auto, cpu, cuda, mps or xpu")
+    module = backend[device.type]
+    if module is None or not module.is_available():
+        raise _UsageError(f"device {text!r} was asked for, but this machine has no usable {device.type} device; "
+                          "use --device cpu")
+    count = module.device_count() if hasattr(module, "device_count") else 1
+    if device.index is not None and device.index >= count:
+        raise _UsageError(f"device {text!r} was asked for, but this machine has {count} {device.type} device(s); "
+                          f"use {device.type}:0 to {device.type}:{count - 1}")
     return device
+
+
+def _check_writable_output(path: Path) -> None:
+    """Fail now, before any work, if ``path`` cannot be written (a read-only place, a file where a folder should be)."""
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as err:
+        raise _MachineError(f"cannot write {path} ({err.strerror or err}); choose a writable place with --out") from None
 
 
 def _load(name: str, args: argparse.Namespace):
@@ -206,9 +260,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=_positive_int, default=5,
                    help="timed repetitions per speed measurement; the median is reported (default: 5)")
     p.add_argument("--no-timing", dest="timing", action="store_false", help="skip the speed measurements")
-    p.add_argument("--seed", type=int, default=42, help="seed of the dequantization noise (default: 42)")
+    p.add_argument("--seed", type=_seed, default=42, help="seed of the dequantization noise (default: 42)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
-    p.add_argument("--format", default="github", help="tabulate table format (default: github)")
+    p.add_argument("--format", type=_table_format, default="github", help="tabulate table format (default: github)")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     _add_checkpoint_source(p)
     p.set_defaults(run=_run_evaluate)
@@ -217,8 +271,10 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 # train ------------------------------------------------------------------------------------------------------
 def _run_train(args: argparse.Namespace) -> int:
     from .evaluation import results_table, stored_numbers
-    from .training import NonFiniteLossError, TrainingError, run_paths, train_flow
+    from .training import NonFiniteLossError, TrainingError, UnwritableOutputError, run_paths, train_flow
 
+    if args.num_nodes > 1:
+        _announce_nodes(args.num_nodes)
     model = args.model
     if not args.compile:
         from .builders import create_model
@@ -237,15 +293,19 @@ def _run_train(args: argparse.Namespace) -> int:
     except NonFiniteLossError as err:
         _say(f"training stopped: {err}")
         return 1
+    except UnwritableOutputError as err:
+        raise _MachineError(str(err)) from None
     except TrainingError as err:
         raise _UsageError(str(err)) from None
     except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
         # Checkpoints are renamed into place only when complete, so the last one on disk is intact.
-        _say(f"training stopped: the disk filled up ({err.filename or 'while writing'}); free some space, "
-             f"then continue with --resume")
+        problem = "the disk filled up" if err.errno in (errno.ENOSPC, errno.EDQUOT) else (err.strerror or str(err))
+        _say(f"training stopped: {problem} ({err.filename or 'while writing'}); free some space or choose another "
+             f"--out-dir, then continue with --resume")
         return 1
+    except KeyboardInterrupt:
+        _say("training interrupted; continue it with --resume (same --out-dir)")
+        return 130
     if not result:  # a secondary process of a multi-process run: the first one reports
         return 0
     if args.json:
@@ -260,6 +320,19 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _announce_nodes(num_nodes: int) -> None:
+    """Say what a multi-machine run waits for, or refuse one that nothing has set up."""
+    if "MASTER_ADDR" not in os.environ and "SLURM_NTASKS" not in os.environ:
+        raise _UsageError(
+            f"--num-nodes {num_nodes} trains on {num_nodes} machines, but nothing says where they meet: on each machine "
+            f"set MASTER_ADDR (the first machine's address), MASTER_PORT and NODE_RANK (0 to {num_nodes - 1}), or run "
+            "under SLURM; on one machine, use --devices instead"
+        )
+    where = f"{os.environ.get('MASTER_ADDR', 'the SLURM head node')}:{os.environ.get('MASTER_PORT', '(default port)')}"
+    _say(f"waiting for all {num_nodes} machines to join at {where} (node rank {os.environ.get('NODE_RANK', '?')}); "
+         "Ctrl-C stops")
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model with PyTorch Lightning",
                        description="Train one of the course's flows as the tutorial did (Adam 1e-3, learning rate x0.99 "
@@ -271,24 +344,26 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=128, help="training images per step (default: 128)")
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     p.add_argument("--max-steps", type=_positive_int, default=None, help="stop after this many optimizer steps")
-    p.add_argument("--max-time", type=_duration, default=None, help="stop after this long: 90s, 30m, 2h or DD:HH:MM:SS")
+    p.add_argument("--max-time", type=_duration, default=None, help="stop after this long: 90s, 30m, 2h15m or DD:HH:MM:SS")
     p.add_argument("--limit", type=_positive_int, default=None, help="use only the first N images of each split")
     p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto (default), cpu, gpu, ...")
     p.add_argument("--devices", type=_devices, default="auto", help="device count or indices, e.g. 2 or 0,1 (default: auto)")
     p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp, ddp_spawn (default: auto)")
     p.add_argument("--num-nodes", type=_positive_int, default=1, help="machines taking part (default: 1)")
     p.add_argument("--precision", default="32-true", help="Lightning precision, e.g. 32-true (default), bf16-mixed")
-    p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="start afresh, deleting the checkpoints of an earlier run")
+    fresh_or_not = p.add_mutually_exclusive_group()
+    fresh_or_not.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    fresh_or_not.add_argument("--overwrite", action="store_true",
+                              help="start afresh, deleting the checkpoints of an earlier run")
     p.add_argument("--out-dir", type=Path, default=None, help="folder for runs and trained checkpoints (default: runs/)")
     p.add_argument("--checkpoint-every", type=_positive_int, default=200,
                    help="also write last.ckpt every N steps, not only after each epoch (default: 200)")
     p.add_argument("--importance-samples", type=_positive_int, default=8, help="draws per image in the final test (default: 8)")
     p.add_argument("--repeats", type=_positive_int, default=3, help="timed repetitions for the speed numbers (default: 3)")
     p.add_argument("--no-timing", dest="timing", action="store_false", help="skip the speed measurements after training")
-    p.add_argument("--seed", type=int, default=42, help="seed for weights, shuffling and noise (default: 42)")
+    p.add_argument("--seed", type=_seed, default=42, help="seed for weights, shuffling and noise (default: 42)")
     p.add_argument("--json", action="store_true", help="print the result dict as JSON")
-    p.add_argument("--format", default="github", help="tabulate table format (default: github)")
+    p.add_argument("--format", type=_table_format, default="github", help="tabulate table format (default: github)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_compile(p)
     p.set_defaults(run=_run_train)
@@ -298,6 +373,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _run_sample(args: argparse.Namespace) -> int:
     from .sampling import draw_samples, save_image_grid
 
+    _check_writable_output(args.out)
     model, _ = _load(args.model, args)
     imgs = draw_samples(model, args.n, seed=args.seed)
     print(save_image_grid(imgs, args.out, nrow=args.nrow))
@@ -309,6 +385,7 @@ def _run_interpolate(args: argparse.Namespace) -> int:
 
     from .sampling import interpolate, save_image_grid
 
+    _check_writable_output(args.out)
     dataset = _dataset(args.split, args)
     needed = args.first + 2 * args.pairs
     if needed > len(dataset):
@@ -327,7 +404,7 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, choices=_model_names(), metavar="NAME", help=f"one of {', '.join(_model_names())}")
     p.add_argument("-n", type=_positive_int, default=64, help="number of images (default: 64)")
     p.add_argument("--nrow", type=_positive_int, default=8, help="images per row of the grid (default: 8)")
-    p.add_argument("--seed", type=int, default=None, help="make the draw repeatable")
+    p.add_argument("--seed", type=_seed, default=None, help="make the draw repeatable")
     p.add_argument("--out", type=_png, required=True, help="PNG file to write")
     p.add_argument("--quiet", action="store_true", help="no download progress")
     _add_checkpoint_source(p)
@@ -339,7 +416,7 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=_steps, default=8, help="images per row, both ends included (default: 8)")
     p.add_argument("--split", choices=("train", "val", "test"), default="test", help="where the pairs come from (default: test)")
     p.add_argument("--first", type=_non_negative_int, default=0, help="index of the first image used (default: 0)")
-    p.add_argument("--seed", type=int, default=42, help="seed of the dequantization noise (default: 42)")
+    p.add_argument("--seed", type=_seed, default=42, help="seed of the dequantization noise (default: 42)")
     p.add_argument("--out", type=_png, required=True, help="PNG file to write")
     p.add_argument("--quiet", action="store_true", help="no download progress")
     _add_checkpoint_source(p)
@@ -434,21 +511,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    _say(f"{PROG}: warning: {message}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line and return its exit code: 0 done, 1 failed, 2 bad request."""
+    """Run the command line and return its exit code: 0 done, 1 failed, 2 bad request, 130 interrupted."""
+    import warnings
+
     args = build_parser().parse_args(argv)
     from .data import DataUnavailableError
     from .pretrained import CheckpointError
 
     handler: Callable[[argparse.Namespace], int] = args.run
-    try:
-        return handler(args)
-    except (_UsageError, DataUnavailableError, ValueError) as err:
-        _say(f"{PROG} {args.command}: error: {err}")
-        return USAGE_ERROR
-    except CheckpointError as err:
-        _say(f"{PROG} {args.command}: {err}")
-        return 1
-    except KeyboardInterrupt:
-        _say(f"{PROG} {args.command}: interrupted")
-        return 130
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning  # a warning is news for the user, not a stack location
+        try:
+            return handler(args)
+        except (_UsageError, ValueError) as err:
+            _say(f"{PROG} {args.command}: error: {err}")
+            return USAGE_ERROR
+        except (_MachineError, CheckpointError, DataUnavailableError) as err:
+            _say(f"{PROG} {args.command}: {err}")
+            return 1
+        except OSError as err:  # the machine's state: a full disk, a read-only folder, a file where a folder goes
+            where = f" ({err.filename})" if err.filename else ""
+            _say(f"{PROG} {args.command}: {err.strerror or err}{where}")
+            return 1
+        except KeyboardInterrupt:
+            _say(f"{PROG} {args.command}: interrupted")
+            return 130

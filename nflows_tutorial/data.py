@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import os
+import shutil
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from .paths import dataset_root
 __all__ = ["ImageDataset", "DataUnavailableError", "load_mnist", "make_loader", "SPLITS"]
 
 SPLITS = ("train", "val", "test")
-TRAIN_SIZE, VAL_SIZE = 50_000, 10_000
+TRAIN_SIZE, VAL_SIZE, TEST_SIZE = 50_000, 10_000, 10_000
 SPLIT_SEED = 42
 RAW_FILES = (
     "train-images-idx3-ubyte",
@@ -58,24 +61,94 @@ class ImageDataset(Dataset):
         return ImageDataset(self.images[indices], self.labels[indices])
 
 
+def _describe_download_error(err: Exception) -> str:
+    """torchvision's nested account of a failed MNIST download, as one line."""
+    text = " ".join(str(err).split())
+    if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo failed" in text:
+        return "cannot look up the servers' addresses: this machine seems to be offline"
+    return f"{type(err).__name__}: {text}"
+
+
+def _unpack(raw: Path, names: Sequence[str]) -> None:
+    """Decompress ``<name>.gz`` where only the archive is on disk; a damaged archive is reported as such."""
+    for name in names:
+        target, archive = raw / name, raw / f"{name}.gz"
+        if target.is_file() or not archive.is_file():
+            continue
+        part = raw / f".{name}.{os.getpid()}.part"
+        try:
+            with gzip.open(archive, "rb") as src, open(part, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(part, target)
+        except (OSError, EOFError, zlib.error) as err:
+            if not isinstance(err, (gzip.BadGzipFile, EOFError, zlib.error)):
+                raise DataUnavailableError(
+                    f"cannot unpack {archive} into {raw} ({err.strerror or err}); make the folder writable, "
+                    "or point PATH_DATASETS at a writable folder holding MNIST/raw"
+                ) from None
+            raise DataUnavailableError(
+                f"{archive} is corrupt ({err or type(err).__name__}); delete it and run again to download it, "
+                "or replace it with a good copy"
+            ) from None
+        finally:
+            part.unlink(missing_ok=True)
+
+
+def _read_idx(raw: Path, images_file: str, labels_file: str, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read one split's image and label files, refusing damaged files and ones with too few images."""
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    tensors = []
+    for name, read in ((images_file, read_image_file), (labels_file, read_label_file)):
+        try:
+            tensor = read(str(raw / name))
+        except (AssertionError, KeyError, RuntimeError, TypeError, ValueError, IndexError) as err:
+            raise DataUnavailableError(
+                f"{raw / name} is corrupt (not an MNIST idx file{': ' + str(err) if str(err) else ''}); delete it "
+                "(and its .gz) and run again to download it, or replace it with a good copy"
+            ) from None
+        if tensor.shape[0] != count:
+            raise DataUnavailableError(
+                f"{raw / name} holds {tensor.shape[0]:,} entries where MNIST has {count:,}, so the course's splits "
+                "cannot be cut from it; delete it (and its .gz) and run again to download it, or replace it"
+            )
+        tensors.append(tensor)
+    images, labels = tensors
+    if images.shape[1:] != (28, 28):
+        raise DataUnavailableError(f"{raw / images_file} holds images of {list(images.shape[1:])}, not MNIST's 28x28")
+    return images.unsqueeze(1).contiguous(), labels
+
+
 def _read_mnist(root: Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
     from torchvision.datasets import MNIST
 
     raw = root / "MNIST" / "raw"
-    missing = [f for f in RAW_FILES if not (raw / f).is_file()]
+    prefix = "train" if train else "t10k"
+    names = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
+    count = TRAIN_SIZE + VAL_SIZE if train else TEST_SIZE
+    damaged = None
+    try:
+        _unpack(raw, names)
+    except DataUnavailableError as err:
+        if not download:
+            raise
+        damaged = str(err).split(";")[0]  # a fresh download replaces the damaged archive
+    missing = [f for f in names if not (raw / f).is_file()]
     if missing and not download:
         raise DataUnavailableError(
             f"MNIST is not in {raw.resolve()} (missing: {', '.join(missing)}) and download=False; "
-            "place the four files (or their .gz) there, or point PATH_DATASETS at a folder that holds MNIST/raw"
+            "place these files (or their .gz) there, or point PATH_DATASETS at a folder that holds MNIST/raw"
         )
-    try:
-        ds = MNIST(root=str(root), train=train, download=bool(missing))
-    except Exception as err:  # torchvision raises RuntimeError, URLError, HTTPError...
-        raise DataUnavailableError(
-            f"could not download MNIST into {raw.resolve()} ({type(err).__name__}: {err}). Place the files "
-            f"{', '.join(RAW_FILES)} (or their .gz) there, or set PATH_DATASETS to a folder that holds MNIST/raw"
-        ) from None
-    return ds.data.unsqueeze(1).contiguous(), ds.targets
+    if missing:
+        try:
+            MNIST(root=str(root), train=train, download=True)
+        except Exception as err:  # torchvision raises RuntimeError, URLError, HTTPError, OSError...
+            also = f"; {damaged}" if damaged else ""
+            raise DataUnavailableError(
+                f"could not download MNIST into {raw.resolve()} ({_describe_download_error(err)}){also}. Place the "
+                f"files {', '.join(RAW_FILES)} (or their .gz) there, or set PATH_DATASETS to a folder that holds MNIST/raw"
+            ) from None
+    return _read_idx(raw, *names, count)
 
 
 def split_indices() -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,6 +27,9 @@ __all__ = [
     "RETRIES",
     "BACKOFF",
     "STALE_PART_AGE",
+    "MIN_RATE",
+    "STALL_WINDOW",
+    "DEADLINE_BASE",
 ]
 
 # Defaults read when download_file() is called (not when it is defined), so a test or a lecturer
@@ -36,6 +39,9 @@ READ_TIMEOUT = 30.0  # seconds of silence tolerated while waiting for the answer
 RETRIES = 3  # further attempts after a network fault
 BACKOFF = 0.5  # pause before the first retry, in seconds; it doubles for each later one
 STALE_PART_AGE = 600.0  # a temporary file untouched this long (seconds) was left by a process that died
+MIN_RATE = 1024.0  # bytes per second: a transfer slower than this over STALL_WINDOW seconds has stalled
+STALL_WINDOW = 60.0  # seconds over which MIN_RATE is judged
+DEADLINE_BASE = 300.0  # seconds every download may take, all attempts together, before its size is counted
 
 CHUNK = 1 << 16
 
@@ -112,30 +118,60 @@ def _describe(err: BaseException, connect_timeout: float, read_timeout: float) -
         if isinstance(reason, TimeoutError):
             return f"no connection within {connect_timeout:g} s (connect timeout)"
         return f"cannot reach the server ({getattr(reason, 'strerror', None) or reason})"
+    if isinstance(err, _Stalled):
+        return str(err)
     if isinstance(err, TimeoutError):
         return f"the server sent nothing for {read_timeout:g} s (read timeout)"
     return str(err) or type(err).__name__
 
 
+_HOST = socket.gethostname().replace(".", "_").replace("-", "_")
+
+
 def _open_part(dest: Path) -> tuple[Path, BinaryIO]:
-    """Create a private temporary file beside ``dest``; the pid in its name tells whose it is."""
-    part = dest.with_name(f".{dest.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
+    """Create a private temporary file beside ``dest``; its name says which host and process write it."""
+    part = dest.with_name(f".{dest.name}.{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.part")
     return part, open(part, "xb")  # "x": never share a file with another downloader
+
+
+def _writer_is_gone(part: Path, dest: Path) -> bool:
+    """Whether the process named in ``part`` ran on this host and has ended (so it will never finish the file)."""
+    tag = part.name[len(dest.name) + 2 : -len(".part")]
+    host, _, rest = tag.partition("-")
+    pid = rest.partition("-")[0]
+    if host != _HOST or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, but someone else's
+        return False
+    return False
 
 
 def _remove_stale_parts(dest: Path) -> None:
     """Delete temporary files that a killed process left beside ``dest``.
 
-    A live download writes its file every few seconds (or gives up after the read timeout), so a
-    file older than ``STALE_PART_AGE`` cannot belong to one.
+    A file is stale when the process named in it has ended on this host, or, for a writer this host
+    cannot check (another machine sharing the folder), when it is older than ``STALE_PART_AGE``: a
+    live download writes every few seconds or gives up within ``STALL_WINDOW``.
     """
     now = time.time()
     for part in dest.parent.glob(f".{dest.name}.*.part"):
         try:
-            if now - part.stat().st_mtime > STALE_PART_AGE:
+            if _writer_is_gone(part, dest) or now - part.stat().st_mtime > STALE_PART_AGE:
                 part.unlink()
         except OSError:  # another process removed or renamed it first
             pass
+
+
+class _Stalled(TimeoutError):
+    """The transfer went on, but too slowly to finish (a trickle is not silence, so no read timeout fires)."""
+
+
+class _TooLong(Exception):
+    """The download as a whole ran past its deadline."""
 
 
 def _stream(
@@ -143,10 +179,17 @@ def _stream(
     url: str,
     out: BinaryIO,
     size: int | None,
+    max_size: int | None,
+    deadline: float,
     connect_timeout: float,
     progress: bool,
 ) -> tuple[int, str]:
-    """Copy the body at ``url`` into ``out``; return the byte count and its SHA-256."""
+    """Copy the body at ``url`` into ``out``; return the byte count and its SHA-256.
+
+    Gives up when the body would exceed ``size`` (or ``max_size`` where the size is unknown), when
+    fewer than ``MIN_RATE * STALL_WINDOW`` bytes arrive in any ``STALL_WINDOW`` seconds, or at the
+    ``deadline`` (a ``time.monotonic()`` value).
+    """
     try:
         response = opener.open(url, timeout=connect_timeout)
     except urllib.error.HTTPError as err:
@@ -163,23 +206,42 @@ def _stream(
                 "lack root certificates (python.org builds on macOS: run 'Install Certificates.command')"
             ) from None
         raise
+    limit = size if size is not None else max_size
     with response:
         length = response.headers.get("Content-Length")
         announced = int(length) if length and length.isdigit() else None
         if announced is not None and size is not None and announced != size:
             raise _Permanent(f"the server offers {announced:,} bytes, the expected file has {size:,}")
+        if announced is not None and limit is not None and announced > limit:
+            raise _Permanent(f"the server offers {announced:,} bytes, more than the {limit:,} this file can have")
         expected = announced if announced is not None else size
         digest = hashlib.sha256()
         received = 0
+        window_start, window_bytes = time.monotonic(), 0
+        # read1: return what has arrived rather than wait for a whole block, so a trickle is measured.
+        read = getattr(response, "read1", response.read)
         with tqdm(
             total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=url.rsplit("/", 1)[-1],
             disable=not progress, file=sys.stderr,
         ) as bar:
-            while block := response.read(CHUNK):
+            while block := read(CHUNK):
+                received += len(block)
+                if limit is not None and received > limit:
+                    raise _Permanent(f"the server sent more than the {limit:,} bytes this file can have")
                 out.write(block)
                 digest.update(block)
-                received += len(block)
                 bar.update(len(block))
+                now = time.monotonic()
+                if now > deadline:
+                    raise _TooLong()
+                window_bytes += len(block)
+                if now - window_start >= STALL_WINDOW:
+                    if window_bytes < MIN_RATE * STALL_WINDOW:
+                        raise _Stalled(
+                            f"the transfer stalled: {window_bytes:,} bytes in {now - window_start:.0f} s, "
+                            f"under {MIN_RATE / 1024:g} KiB/s"
+                        )
+                    window_start, window_bytes = now, 0
     if expected is not None and received < expected:
         raise ConnectionError(f"the connection closed after {received:,} of {expected:,} bytes")
     return received, digest.hexdigest()
@@ -192,6 +254,7 @@ def download_file(
     sha256: str | None = None,
     size: int | None = None,
     verify: Callable[[Path], None] | None = None,
+    max_size: int | None = None,
     connect_timeout: float | None = None,
     read_timeout: float | None = None,
     retries: int | None = None,
@@ -205,8 +268,11 @@ def download_file(
     reject the file) all pass, and it is removed on any failure. Network faults are retried
     ``retries`` times, pausing ``backoff`` seconds and then twice as long each time; a 4xx answer
     or wrong bytes are not retried. Timeouts and retry settings left as ``None`` take the module
-    defaults (``CONNECT_TIMEOUT``, ``READ_TIMEOUT``, ``RETRIES``, ``BACKOFF``). With ``progress``
-    a bar on stderr shows the transfer and each retry is announced there.
+    defaults (``CONNECT_TIMEOUT``, ``READ_TIMEOUT``, ``RETRIES``, ``BACKOFF``). A body larger than
+    ``size`` (or, where the size is unknown, ``max_size``) is refused as it arrives; a transfer slower
+    than ``MIN_RATE`` over ``STALL_WINDOW`` seconds counts as a network fault; all attempts together
+    get ``DEADLINE_BASE`` seconds plus one second per ``MIN_RATE`` bytes of the expected size. With
+    ``progress`` a bar on stderr shows the transfer and each retry is announced there.
 
     Raises :class:`DownloadError` naming the URL and the cause.
     """
@@ -222,6 +288,8 @@ def download_file(
     except OSError as err:
         raise DownloadError(url, f"cannot create the folder {dest.parent} ({err.strerror or err})") from None
     _remove_stale_parts(dest)
+    allowed = DEADLINE_BASE + (size or max_size or 0) / MIN_RATE
+    deadline = time.monotonic() + allowed
     opener = urllib.request.build_opener(_HTTPHandler(read_timeout), _HTTPSHandler(read_timeout))
     attempts = retries + 1
     attempt = 0
@@ -231,7 +299,7 @@ def download_file(
         try:
             part, out = _open_part(dest)
             with out:
-                received, found = _stream(opener, url, out, size, connect_timeout, progress)
+                received, found = _stream(opener, url, out, size, max_size, deadline, connect_timeout, progress)
             if size is not None and received != size:
                 raise _Permanent(f"expected {size:,} bytes, received {received:,}")
             if sha256 is not None and found != sha256:
@@ -242,12 +310,14 @@ def download_file(
             return dest
         except _Permanent as err:
             raise DownloadError(url, str(err)) from None
+        except _TooLong:
+            raise DownloadError(url, f"the download took longer than {allowed:g} s (attempt {attempt})") from None
         except _TRANSIENT as err:
             reason = _describe(err, connect_timeout, read_timeout)
-            if attempt == attempts:
-                tries = f"{attempts} attempts" if attempts > 1 else "1 attempt"
-                raise DownloadError(url, f"{reason} (gave up after {tries})") from None
             pause = backoff * 2 ** (attempt - 1)
+            if attempt == attempts or time.monotonic() + pause > deadline:
+                tries = f"{attempt} attempts" if attempt > 1 else "1 attempt"
+                raise DownloadError(url, f"{reason} (gave up after {tries})") from None
             if progress:
                 print(f"Attempt {attempt} of {attempts} failed: {reason}; retrying in {pause:g} s", file=sys.stderr)
             time.sleep(pause)

@@ -23,6 +23,41 @@ def bits_per_dim(log_px: torch.Tensor, dims: int) -> torch.Tensor:
     return -log_px * (LOG2_E / dims)
 
 
+def _check_image_batch(imgs: torch.Tensor, image_shape: tuple[int, ...]) -> None:
+    """Refuse anything but a non-empty batch ``[N, *image_shape]`` of images."""
+    if not isinstance(imgs, torch.Tensor):
+        raise TypeError(f"expected a tensor of images, got a {type(imgs).__name__}")
+    if imgs.dim() != 4 or tuple(imgs.shape[1:]) != image_shape:
+        raise ValueError(
+            f"this model takes images of shape [batch, {', '.join(map(str, image_shape))}], got {list(imgs.shape)}"
+        )
+    if imgs.shape[0] == 0:
+        raise ValueError("got a batch of 0 images; pass at least one image")
+
+
+def _sample_shape(shape: int | Sequence[int], latent_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The latent shape ``[N, *latent_shape]`` asked for by a batch size or a full shape, with ``N >= 1``."""
+    if isinstance(shape, bool) or not isinstance(shape, (int, Sequence, torch.Size)):
+        raise TypeError(f"shape must be a number of images or a latent shape, got {shape!r}")
+    full = (shape, *latent_shape) if isinstance(shape, int) else tuple(shape)
+    expected = ", ".join(map(str, latent_shape))
+    if full[1:] != latent_shape:
+        raise ValueError(f"this model samples latents of shape [N, {expected}], got {list(full)}")
+    if full[0] < 1:
+        raise ValueError(f"the number of images to sample must be positive, got {full[0]}")
+    return full
+
+
+def _check_z_init(z_init: torch.Tensor | None, shape: tuple[int, ...]) -> None:
+    """Refuse a starting latent of another shape than the one asked for, or with NaN or infinite values."""
+    if z_init is None:
+        return
+    if tuple(z_init.shape) != shape:
+        raise ValueError(f"z_init has shape {list(z_init.shape)}, but the sample asked for has shape {list(shape)}")
+    if not bool(torch.isfinite(z_init).all()):
+        raise ValueError("z_init holds NaN or infinite values, which decode to no image; pass finite latents")
+
+
 class ImageFlow(pl.LightningModule):
     r"""Normalizing flow on integer images: ``flows[0]`` dequantizes, the rest map to a normal prior.
 
@@ -103,11 +138,7 @@ class ImageFlow(pl.LightningModule):
         return math.prod(self.image_shape)
 
     def _check_images(self, imgs: torch.Tensor) -> None:
-        if imgs.dim() != 4 or tuple(imgs.shape[1:]) != self.image_shape:
-            raise ValueError(
-                f"this model takes images of shape [batch, {', '.join(map(str, self.image_shape))}], "
-                f"got {list(imgs.shape)}"
-            )
+        _check_image_batch(imgs, self.image_shape)
 
     def encode(self, imgs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Map integer images to latents; return ``(z, ldj)`` with one log-determinant per image.
@@ -128,6 +159,7 @@ class ImageFlow(pl.LightningModule):
         ``logsumexp_m log p(x + u_m) - log M``: a lower bound on ``log P(x)`` that tightens as ``M`` grows.
         Several draws go through the network in one batch, up to :attr:`max_images_per_pass` images.
         """
+        _check_image_batch(imgs, self.image_shape)
         if importance_samples < 1:
             raise ValueError(f"importance_samples must be at least 1, got {importance_samples}")
         batch = imgs.shape[0]
@@ -159,12 +191,8 @@ class ImageFlow(pl.LightningModule):
         ``z_init`` replaces the prior draw of the final latent (split-off channels are still drawn).
         Returns int32 images in ``0..255`` on the model's device.
         """
-        if isinstance(shape, int):
-            shape = (shape, *self.latent_shape)
-        shape = tuple(shape)
-        if shape[1:] != self.latent_shape:
-            expected = ", ".join(map(str, self.latent_shape))
-            raise ValueError(f"this model samples latents of shape [N, {expected}], got {list(shape)}")
+        shape = _sample_shape(shape, self.latent_shape)
+        _check_z_init(z_init, shape)
         dtype = next(self.parameters(), torch.empty(0)).dtype
         if z_init is None:
             z = torch.randn(shape, device=self.device, dtype=dtype, generator=generator)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
@@ -23,6 +24,7 @@ from .paths import checkpoint_dir as _resolve_dir
 __all__ = [
     "CheckpointError",
     "IncompleteDownloadError",
+    "OwnCheckpointWarning",
     "PretrainedSpec",
     "REGISTRY",
     "DEFAULT_BASE_URL",
@@ -42,6 +44,10 @@ URL_VARIABLE = "NFLOWS_TUTORIAL_CHECKPOINT_URL"
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unsafe, corrupt, or belongs to another model; the message says what to do."""
+
+
+class OwnCheckpointWarning(UserWarning):
+    """The checkpoint file found is not the published one, but fits the model, so it is used as the user's own."""
 
 
 class IncompleteDownloadError(CheckpointError):
@@ -65,12 +71,16 @@ class IncompleteDownloadError(CheckpointError):
 
 @dataclass(frozen=True)
 class PretrainedSpec:
-    """A published checkpoint: its file name and, where known, its size and SHA-256."""
+    """A published checkpoint: its file name and, where known, its size and SHA-256.
+
+    ``max_size`` bounds a download whose size is not known, so a misbehaving server cannot fill the disk.
+    """
 
     name: str
     filename: str
     size: int | None = None
     sha256: str | None = None
+    max_size: int | None = None
 
 
 REGISTRY: dict[str, PretrainedSpec] = {
@@ -83,7 +93,8 @@ REGISTRY: dict[str, PretrainedSpec] = {
     # We have never seen the multi-scale file, so its size and hash are unknown here. It is verified
     # by structure instead: a weights_only load whose state dict fits create_multiscale_flow() key
     # for key and shape for shape. Record its hash here once a trusted copy has been checked.
-    "multiscale": PretrainedSpec("multiscale", "MNISTFlow_multiscale.ckpt"),
+    # Its 1,711,818 float32 weights take 6.8 MB; the other two files are their weights and little more.
+    "multiscale": PretrainedSpec("multiscale", "MNISTFlow_multiscale.ckpt", max_size=32 * 2**20),
 }
 
 
@@ -112,23 +123,26 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        # torch says "Unsupported global: GLOBAL module.name" when the pickle asks to call or build
-        # something beyond tensors and plain containers: that is how a malicious file runs code.
-        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        # torch names the global that the pickle asks to call or build beyond tensors and plain containers
+        # ("Unsupported global: GLOBAL io.open was not an allowed global", "unsupported GLOBAL posix.system
+        # whose module posix is blocked"): that is how a malicious file runs code.
+        unsafe = re.search(r"GLOBAL ([\w.]+\w)", str(err))
         if unsafe:
             raise CheckpointError(
-                f"refusing to load {path}: it asks to run {unsafe.group(1)} while loading, which only an unsafe "
-                "(weights_only=False) load would do. A checkpoint of this course holds nothing but tensors and "
-                "plain values, so this file is not one of ours: do not load it any other way."
+                f"refusing to load {path}: it is unsafe, as it asks to run {unsafe.group(1)} while loading, which only "
+                "an unsafe (weights_only=False) load would do. A checkpoint of this course holds nothing but tensors "
+                "and plain values, so this file is not one of ours: do not load it any other way."
             ) from None
         raise CheckpointError(f"{path} is not a PyTorch checkpoint (another kind of file, or damaged)") from None
+    except OSError as err:
+        raise CheckpointError(f"cannot read {path} ({err.strerror or err})") from None
     except (RuntimeError, EOFError) as err:
         first_line = str(err).splitlines()[0] if str(err) else "the file ends too early"
         raise CheckpointError(
             f"{path} is not a readable PyTorch checkpoint, probably truncated ({first_line})"
         ) from None
-    except OSError as err:
-        raise CheckpointError(f"cannot read {path} ({err.strerror or err})") from None
+    except Exception:  # torch's reader meets a file of another kind with KeyError, ValueError, ...
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (another kind of file, or damaged)") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"{path} is not a checkpoint of this course: it has no 'state_dict' entry")
     return ckpt
@@ -165,33 +179,35 @@ def _check_fits(spec: PretrainedSpec, path: Path) -> None:
     load_state_dict_checked(create_model(spec.name), read_checkpoint(path)["state_dict"], spec.name)
 
 
-def _verify(spec: PretrainedSpec, path: Path, accept_own: bool = False) -> None:
-    """Raise :class:`CheckpointError` saying what was expected and what was found, unless ``path`` is good.
+def _is_published(spec: PretrainedSpec, path: Path) -> bool:
+    """Whether ``path`` is the published file, by SHA-256 where it is known and by structure where it is not.
 
-    Good means the published file, by SHA-256 where it is known and by structure where it is not.
-    With ``accept_own``, a checkpoint that fits the model but is not the published one (say, one you
-    trained) is good too.
+    A file whose hash is known but differs is the user's own if it fits the model (``False``); one that
+    cannot be read or does not fit raises :class:`CheckpointError` saying what was expected and found.
     """
     if spec.sha256 is None:
         _check_fits(spec, path)
-        return
+        return True
     found = sha256_of(path)
     if found == spec.sha256:
-        return
-    mismatch = f"expected {_expected(spec)}; found {path.stat().st_size:,} bytes, SHA-256 {found}"
-    if not accept_own:
-        raise CheckpointError(mismatch)
+        return True
     try:
         _check_fits(spec, path)
     except CheckpointError as err:
-        raise CheckpointError(f"{mismatch}; nor is it a checkpoint of this model trained elsewhere: {err}") from None
+        raise CheckpointError(
+            f"expected {_expected(spec)}; found {path.stat().st_size:,} bytes, SHA-256 {found}, "
+            f"and it is not a checkpoint of this model trained elsewhere either: {err}"
+        ) from None
+    return False
 
 
-def _verify_download(spec: PretrainedSpec, part: Path) -> None:
+def _verify_download(spec: PretrainedSpec, part: Path, url: str) -> None:
     try:
         _check_fits(spec, part)
     except CheckpointError as err:
-        raise CheckpointError(f"the server sent a file that failed verification: {err}") from None
+        # The temporary file is gone by the time anyone reads this: name what was downloaded instead.
+        reason = str(err).replace(str(part), "the downloaded file")
+        raise CheckpointError(f"the server sent a file that failed verification: {reason}") from None
 
 
 def _ways_out(spec: PretrainedSpec, folder: Path, download: bool) -> str:
@@ -208,24 +224,43 @@ def _ways_out(spec: PretrainedSpec, folder: Path, download: bool) -> str:
 
 
 def _move_aside(path: Path) -> Path:
-    aside = path.with_name(path.name + ".unverified")
-    try:
-        os.replace(path, aside)
-    except FileNotFoundError:  # a concurrent process moved it first
-        pass
-    return aside
+    """Rename a damaged ``path`` to ``<file>.unverified`` (``.unverified.1``, ... if taken) and return the new name.
+
+    An earlier moved-aside file is never replaced. Raises ``OSError`` where the folder is read-only.
+    """
+    n = 0
+    while True:
+        aside = path.with_name(path.name + ".unverified" + (f".{n}" if n else ""))
+        try:
+            os.link(path, aside)  # fails if ``aside`` exists, so nothing is overwritten
+        except FileExistsError:
+            n += 1
+            continue
+        except FileNotFoundError:  # a concurrent process moved it first
+            return aside
+        except OSError as err:
+            if err.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK):
+                raise
+            if aside.exists():  # no hard links on this file system: check, then rename
+                n += 1
+                continue
+            os.rename(path, aside)
+            return aside
+        path.unlink(missing_ok=True)
+        return aside
 
 
 def fetch_checkpoint(
     name: str, checkpoint_dir: str | os.PathLike | None = None, download: bool = True, progress: bool = True
 ) -> Path:
-    """Return the path of a verified checkpoint file, downloading it on first use.
+    """Return the path of a checkpoint file for model ``name``, downloading the published one on first use.
 
-    A cached file is checked (SHA-256, or structure where the hash is unknown) on every call. One
-    that fails is moved aside as ``<file>.unverified`` with a warning and fetched again, once.
-    With ``download=False`` the folder is used as it is: a file that is not the published one is
-    still accepted if it is a safe checkpoint that fits the model (one written by training, say).
-    Raises :class:`CheckpointError` with the URL, the folder and how to place the file by hand.
+    A cached file is checked on every call (SHA-256, or structure where the hash is unknown). One that
+    is not the published file but loads weights-only into the model key for key (one you trained, say)
+    is used as it is, with a warning naming it: it is never renamed, replaced or deleted. One that cannot
+    be read or does not fit the model is moved aside as ``<file>.unverified`` (``.unverified.1``, ...;
+    never over an earlier one) with a warning and fetched again, once; with ``download=False`` it is
+    reported instead. Raises :class:`CheckpointError` with the URL, the folder and how to place the file by hand.
     """
     spec = _spec(name)
     folder = _resolve_dir(checkpoint_dir)
@@ -233,7 +268,13 @@ def fetch_checkpoint(
     cached_problem = None
     if path.is_file():
         try:
-            _verify(spec, path, accept_own=not download)
+            if not _is_published(spec, path):
+                warnings.warn(
+                    f"using {path}: it is not the published {name!r} checkpoint, but it fits the model, so it is "
+                    "taken as your own (move it elsewhere to get the published one)",
+                    OwnCheckpointWarning,
+                    stacklevel=2,
+                )
             return path
         except CheckpointError as err:
             if not download:
@@ -241,7 +282,14 @@ def fetch_checkpoint(
                     f"The cached {name!r} checkpoint {path} failed verification: {err}\n"
                     + _ways_out(spec, folder, download)
                 ) from None
-            aside = _move_aside(path)
+            try:
+                aside = _move_aside(path)
+            except OSError as move_err:
+                raise CheckpointError(
+                    f"The cached {name!r} checkpoint {path} failed verification ({err}), and it cannot be moved aside "
+                    f"to fetch it again ({move_err.strerror or move_err}): delete it, or point PATH_CHECKPOINT at a "
+                    "writable folder"
+                ) from None
             cached_problem = f"{err}; it was moved to {aside}"
             warnings.warn(
                 f"the cached {name!r} checkpoint failed verification ({err}); moved it to {aside.name} "
@@ -259,8 +307,8 @@ def fetch_checkpoint(
         print(f"Downloading the {name!r} checkpoint{size} from {url}\n  into {folder.absolute()}", file=sys.stderr)
     try:
         download_file(
-            url, path, sha256=spec.sha256, size=spec.size,
-            verify=None if spec.sha256 else lambda part: _verify_download(spec, part),
+            url, path, sha256=spec.sha256, size=spec.size, max_size=spec.max_size,
+            verify=None if spec.sha256 else lambda part: _verify_download(spec, part, url),
             progress=progress,
         )
     except (DownloadError, CheckpointError) as err:

@@ -78,8 +78,8 @@ def image_grid(imgs: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Ten
     """Tile integer images ``[N, C, H, W]`` (0..255) into one uint8 image ``[C, H', W']`` with ``nrow`` per row."""
     from torchvision.utils import make_grid
 
-    if imgs.dim() != 4:
-        raise ValueError(f"expected a batch of images [N, C, H, W], got shape {list(imgs.shape)}")
+    if imgs.dim() != 4 or imgs.shape[0] == 0:
+        raise ValueError(f"expected a non-empty batch of images [N, C, H, W], got shape {list(imgs.shape)}")
     if nrow < 1:
         raise ValueError(f"nrow must be positive, got {nrow}")
     grid = make_grid(imgs.detach().cpu().to(torch.float32) / 255.0, nrow=nrow, padding=padding, pad_value=0.5)

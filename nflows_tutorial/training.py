@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import logging
 import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +35,7 @@ from .pretrained import REGISTRY, read_checkpoint
 __all__ = [
     "train_flow",
     "TrainingError",
+    "UnwritableOutputError",
     "NonFiniteLossError",
     "StopOnNonFiniteLoss",
     "ResumableBatches",
@@ -52,6 +56,10 @@ PARTIAL = ".part"
 
 class TrainingError(RuntimeError):
     """Training cannot start, or cannot go on; the message says why and what to do."""
+
+
+class UnwritableOutputError(TrainingError):
+    """The output folder cannot be written, or has too little space: the machine's state, not the request."""
 
 
 class NonFiniteLossError(TrainingError):
@@ -217,13 +225,13 @@ def check_writable(folder: Path, need_bytes: int) -> None:
             probe.flush()
             os.fsync(probe.fileno())
     except OSError as err:
-        raise TrainingError(
+        raise UnwritableOutputError(
             f"cannot write training output to {folder} ({err.strerror or err}); choose a writable folder with "
             f"--out-dir (or out_dir=...)"
         ) from None
     free = shutil.disk_usage(folder).free
     if free < need_bytes:
-        raise TrainingError(
+        raise UnwritableOutputError(
             f"only {free / 2**20:.0f} MiB free in {folder}, and this run needs about {need_bytes / 2**20:.0f} MiB "
             f"for its checkpoints and logs; free some space or choose another folder with --out-dir"
         )
@@ -278,7 +286,12 @@ def _save_published(model: ImageFlow, result: dict[str, Any], path: Path) -> Non
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL, dir=path.parent)
     os.close(fd)
     try:
-        torch.save({"state_dict": state, "result": result}, tmp)
+        try:
+            torch.save({"state_dict": state, "result": result}, tmp)
+        except RuntimeError as err:  # torch's writer reports a failed write (a full disk, say) this way
+            free = shutil.disk_usage(path.parent).free
+            raise OSError(errno.ENOSPC if free < 2**20 else errno.EIO,
+                          f"could not write the checkpoint ({str(err).splitlines()[0]})", str(path)) from None
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -473,6 +486,7 @@ def train_flow(
 
     paths = run_paths(name, out_dir)
     check_writable(paths["checkpoints"], _space_needed(model))
+    check_writable(paths["run"] / "logs", 0)
     ckpt_path = _prepare_checkpoint_dir(paths, resume, overwrite)
 
     train_set, val_set = load_mnist("train"), load_mnist("val")
@@ -486,8 +500,18 @@ def train_flow(
         accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes, precision=precision,
         checkpoint_every=checkpoint_every, progress=progress,
     )
-    with quiet_lightning():
-        trainer.fit(model, train_batches, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        with quiet_lightning():
+            trainer.fit(model, train_batches, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    except SystemExit:
+        # Lightning answers Ctrl-C by saving what it can and calling sys.exit(1): make it an interrupt again.
+        if not trainer.interrupted:
+            raise
+        raise KeyboardInterrupt from None
+    finally:
+        if sigint is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, sigint)  # Lightning ignores further Ctrl-C after the first
     if not trainer.is_global_zero:
         return model, {}
     if best.best_model_path and Path(best.best_model_path).is_file():

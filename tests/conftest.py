@@ -1,39 +1,47 @@
-"""Fixtures shared by the test suite: the read-only fixtures in ../shared and small helpers."""
+"""Fixtures of the unit tests: the published checkpoints, fetched as a user gets them, and an isolated cache per test.
+
+MNIST (``mnist_root``) and quick mode come from the repository's top-level ``conftest.py``.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("NFLOWS_TUTORIAL_SHARED", ROOT.parent / "shared"))
-SHARED_DATA = SHARED / "data"
-SHARED_CHECKPOINTS = SHARED / "checkpoints" / "tutorial11"
-
-
-@pytest.fixture(scope="session")
-def mnist_root() -> Path:
-    """Folder holding MNIST/raw (the offline copy in ../shared)."""
-    if not (SHARED_DATA / "MNIST" / "raw").is_dir():
-        pytest.fail(f"MNIST fixture missing: expected {SHARED_DATA}/MNIST/raw (set NFLOWS_TUTORIAL_SHARED)")
-    return SHARED_DATA
+PUBLISHED = ("simple", "vardeq")  # the checkpoints whose files and hashes are published
 
 
 @pytest.fixture(scope="session")
 def published_dir() -> Path:
-    """Folder holding the two published checkpoints (simple, vardeq)."""
-    if not (SHARED_CHECKPOINTS / "MNISTFlow_simple.ckpt").is_file():
-        pytest.fail(f"checkpoint fixtures missing: expected {SHARED_CHECKPOINTS} (set NFLOWS_TUTORIAL_SHARED)")
-    return SHARED_CHECKPOINTS
+    """The checkpoint cache (``$PATH_CHECKPOINT``, else ``saved_models/tutorial11``) holding the published
+    ``simple`` and ``vardeq`` checkpoints, downloaded and verified by the package on first use from
+    ``$NFLOWS_TUTORIAL_CHECKPOINT_URL`` (default: the published location).
+
+    Skips the test, with one line saying how to provide them, where they cannot be had.
+    """
+    from nflows_tutorial.download import sha256_of
+    from nflows_tutorial.paths import checkpoint_dir
+    from nflows_tutorial.pretrained import REGISTRY, URL_VARIABLE, CheckpointError, fetch_checkpoint
+
+    folder = checkpoint_dir()
+    for name in PUBLISHED:
+        try:
+            path = fetch_checkpoint(name, folder, progress=False)
+        except CheckpointError as err:
+            files = " and ".join(REGISTRY[n].filename for n in PUBLISHED)
+            pytest.skip(f"published checkpoints unavailable: {str(err).splitlines()[0]}. Set {URL_VARIABLE} to a "
+                        f"mirror serving {files}, or run 'python -m nflows_tutorial download simple vardeq'")
+        if sha256_of(path) != REGISTRY[name].sha256:
+            pytest.skip(f"{path} is not the published {name!r} checkpoint (one you trained?); move it elsewhere, "
+                        "or point PATH_CHECKPOINT at another folder")
+    return folder
 
 
 @pytest.fixture(autouse=True)
-def _isolated_paths(tmp_path_factory, monkeypatch, mnist_root):
-    """Every test reads MNIST from ../shared and caches checkpoints in a fresh folder, never the network."""
-    monkeypatch.setenv("PATH_DATASETS", str(mnist_root))
+def _isolated_paths(tmp_path_factory, monkeypatch):
+    """Every test caches checkpoints in a fresh folder and, unless it sets its own mirror, never reaches the network."""
     monkeypatch.setenv("PATH_CHECKPOINT", str(tmp_path_factory.mktemp("ckpt")))
     monkeypatch.setenv("NFLOWS_TUTORIAL_CHECKPOINT_URL", "http://127.0.0.1:9/unreachable/")
     torch.manual_seed(0)

@@ -13,8 +13,10 @@ __all__ = ["LoopbackServer", "FAULTS"]
 #   "close": send the headers (full Content-Length) and half the body, then hang up;
 #   "stall": send the headers and half the body, then go silent until the server stops;
 #   "mute":  accept the request and send nothing at all until the server stops;
-#   "503":   answer 503 Service Unavailable, as an overloaded server does.
-FAULTS = ("close", "stall", "mute", "503")
+#   "503":   answer 503 Service Unavailable, as an overloaded server does;
+#   "trickle": send the headers, then the body one byte every 0.1 s;
+#   "endless": send no Content-Length and the body over and over, until the client hangs up.
+FAULTS = ("close", "stall", "mute", "503", "trickle", "endless")
 
 
 @dataclass
@@ -120,8 +122,20 @@ class LoopbackServer:
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(len(route.body)))
+                if fault != "endless":
+                    self.send_header("Content-Length", str(len(route.body)))
                 self.end_headers()
+                if fault == "endless":
+                    while not server._stopping.is_set():
+                        self.wfile.write(route.body)
+                    return
+                if fault == "trickle":
+                    for i in range(len(route.body)):
+                        if server._stopping.wait(0.1):
+                            return
+                        self.wfile.write(route.body[i : i + 1])
+                        self.wfile.flush()
+                    return
                 if fault is None:
                     self.wfile.write(route.body)
                     return

@@ -23,6 +23,7 @@ from nflows_tutorial.pretrained import (
     URL_VARIABLE,
     CheckpointError,
     IncompleteDownloadError,
+    OwnCheckpointWarning,
     checkpoint_url,
     download_checkpoints,
     fetch_checkpoint,
@@ -271,39 +272,79 @@ def test_a_corrupted_cache_that_cannot_be_refetched_explains_everything(server, 
 
 def test_a_corrupted_cache_with_download_false_says_what_differs(cache):
     (cache / VARDEQ).write_bytes(b"x" * 10)
-    differs = "failed verification: expected 2,660,225 bytes.*found 10 bytes.*nor is it"
+    differs = "failed verification: expected 2,660,225 bytes.*found 10 bytes.*not a checkpoint of this model"
     with pytest.raises(CheckpointError, match=differs):
         fetch_checkpoint("vardeq", download=False)
     assert files_in(cache) == [VARDEQ]  # download=False leaves the folder as it was
 
 
-def test_download_false_accepts_a_checkpoint_you_trained_and_download_true_restores_the_published_one(
-    server, cache, published_dir
-):
+def own_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """Write a checkpoint that fits the ``simple`` model but is not the published one: a model you trained."""
     own = create_model("simple").state_dict()
-    torch.save({"state_dict": own, "result": {"test_bpd": 3.0}}, cache / SIMPLE)
-    model, result = load_pretrained("simple", download=False, device="cpu")
-    assert result == {"test_bpd": 3.0}
-    assert torch.equal(model.state_dict()["flows.1.network.nn.0.weight"], own["flows.1.network.nn.0.weight"])
-    assert server.requests == []
+    torch.save({"state_dict": own, "result": {"test_bpd": 3.0}}, path)
+    return own
 
+
+@pytest.mark.parametrize("download_allowed", [False, True])
+def test_a_checkpoint_you_trained_is_used_as_it_is_and_never_moved(server, cache, published_dir, download_allowed):
+    own = own_checkpoint(cache / SIMPLE)
+    before = (cache / SIMPLE).read_bytes()
     server.add(SIMPLE, published_dir / SIMPLE)
-    with pytest.warns(RuntimeWarning, match="failed verification"):
-        _, result = load_pretrained("simple", device="cpu", progress=False)
-    assert result["test"][0]["test_bpd"] == pytest.approx(1.0784, abs=1e-4)
-    assert files_in(cache) == [SIMPLE, SIMPLE + ".unverified"]  # your file is set aside, not deleted
+    for _ in range(2):  # twice: a second run must not lose what the first kept
+        with pytest.warns(OwnCheckpointWarning, match=rf"using {cache / SIMPLE}: it is not the published 'simple'"):
+            model, result = load_pretrained("simple", download=download_allowed, device="cpu", progress=False)
+        assert result == {"test_bpd": 3.0}
+        assert torch.equal(model.state_dict()["flows.1.network.nn.0.weight"], own["flows.1.network.nn.0.weight"])
+    assert server.requests == []
+    assert files_in(cache) == [SIMPLE]
+    assert (cache / SIMPLE).read_bytes() == before
 
 
-def test_temporary_files_of_dead_processes_are_swept_but_live_ones_kept(server, cache, published_dir):
-    dead = cache / f".{SIMPLE}.999-dead.part"
-    live = cache / f".{SIMPLE}.998-live.part"
-    for part in (dead, live):
+def test_damaged_files_are_moved_aside_without_overwriting_an_earlier_one(server, cache, published_dir):
+    server.add(SIMPLE, published_dir / SIMPLE)
+    damaged = [b"first damaged copy", b"second damaged copy", b"third damaged copy"]
+    for junk in damaged:
+        (cache / SIMPLE).write_bytes(junk)
+        with pytest.warns(RuntimeWarning, match="failed verification"):
+            fetch_checkpoint("simple", progress=False)
+        assert download.sha256_of(cache / SIMPLE) == REGISTRY["simple"].sha256
+    asides = [SIMPLE + ".unverified", SIMPLE + ".unverified.1", SIMPLE + ".unverified.2"]
+    assert files_in(cache) == [SIMPLE, *asides]
+    assert [(cache / name).read_bytes() for name in asides] == damaged
+
+
+def test_a_damaged_file_in_a_read_only_cache_is_one_clear_error(server, cache, monkeypatch):
+    (cache / SIMPLE).write_bytes(b"not a checkpoint")
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "link", read_only)
+    monkeypatch.setattr(os, "rename", read_only)
+    with pytest.raises(CheckpointError) as err:
+        fetch_checkpoint("simple", progress=False)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "failed verification" in message and "cannot be moved aside" in message and "Permission denied" in message
+    assert "PATH_CHECKPOINT" in message
+    assert files_in(cache) == [SIMPLE] and server.requests == []
+
+
+def test_temporary_files_of_ended_processes_are_swept_but_live_ones_kept(server, cache, published_dir):
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True)
+    host = download._HOST
+    gone = cache / f".{SIMPLE}.{host}-{ended.stdout.strip()}-0a1b2c3d.part"  # killed a moment ago
+    alive = cache / f".{SIMPLE}.{host}-{os.getppid()}-0a1b2c3d.part"  # a running process
+    elsewhere = cache / f".{SIMPLE}.otherhost-999-0a1b2c3d.part"  # another machine sharing the folder
+    old_elsewhere = cache / f".{SIMPLE}.otherhost-998-0a1b2c3d.part"
+    for part in (gone, alive, elsewhere, old_elsewhere):
         part.write_bytes(b"half a download")
     old = time.time() - 2 * download.STALE_PART_AGE
-    os.utime(dead, (old, old))
+    os.utime(old_elsewhere, (old, old))
     server.add(SIMPLE, published_dir / SIMPLE)
     fetch_checkpoint("simple", progress=False)
-    assert files_in(cache) == sorted([SIMPLE, live.name])
+    assert files_in(cache) == sorted([SIMPLE, alive.name, elsewhere.name])
 
 
 def test_download_errors_name_the_url_and_survive_pickling(server, tmp_path):
@@ -335,7 +376,7 @@ def test_a_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path, cache, se
     marker = tmp_path / "code-ran"
     evil = malicious_checkpoint(tmp_path / "evil.ckpt", marker)
 
-    with pytest.raises(CheckpointError, match=r"refusing to load .*evil.ckpt: it asks to run io.open"):
+    with pytest.raises(CheckpointError, match=r"refusing to load .*evil.ckpt: it is unsafe, as it asks to run io.open"):
         read_checkpoint(evil)
     # In the cache, under a hashed name: the hash differs, and the weights-only load refuses it.
     (cache / SIMPLE).write_bytes(evil.read_bytes())
@@ -441,3 +482,76 @@ def test_two_processes_downloading_at_once_end_with_one_good_file(server, cache,
     assert server.max_in_flight == 2
     assert files_in(cache) == [VARDEQ]
     assert download.sha256_of(cache / VARDEQ) == REGISTRY["vardeq"].sha256
+
+
+# --- files and servers that are not what they claim ------------------------------------------------
+
+
+class _RunsShellOnLoad:
+    """Pickles to an os.system call: torch words this refusal differently from the builtins.open one."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("payload, runs", [(_RunsCodeOnLoad, "io.open"), (_RunsShellOnLoad, "posix.system")])
+def test_unsafe_pickles_are_reported_as_unsafe_in_one_line(tmp_path, payload, runs):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "result": payload(marker)}, path)
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(path)
+    assert str(err.value).startswith(f"refusing to load {path}: it is unsafe, as it asks to run {runs} while loading")
+    assert "\n" not in str(err.value)
+    assert not marker.exists()
+
+
+def test_a_text_file_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "notes.ckpt"
+    path.write_text("my training notes\nlr 1e-3\n")
+    with pytest.raises(CheckpointError, match=r"^\S+notes.ckpt is not a PyTorch checkpoint \(another kind of file"):
+        read_checkpoint(path)
+
+
+def test_a_mirror_serving_junk_is_one_line_that_names_no_temporary_file(server, cache):
+    server.add(MULTISCALE, b"<html><body>Sign in to the campus network</body></html>")
+    with pytest.raises(CheckpointError) as err:
+        load_pretrained("multiscale", progress=False)
+    first = str(err.value).splitlines()[0]
+    assert first == ("Could not download the 'multiscale' checkpoint: the server sent a file that failed verification: "
+                     "the downloaded file is not a PyTorch checkpoint (another kind of file, or damaged)")
+    assert ".part" not in str(err.value)
+    assert files_in(cache) == []
+
+
+def test_a_trickling_mirror_counts_as_stalled(server, cache, published_dir, monkeypatch):
+    monkeypatch.setattr(download, "STALL_WINDOW", 0.5)  # 10 bytes a second is far under 1 KiB/s
+    server.add(SIMPLE, published_dir / SIMPLE, fault="trickle")
+    started = time.monotonic()
+    with pytest.raises(CheckpointError, match=r"the transfer stalled: \d bytes in 1 s, under 1 KiB/s \(gave up after 2"):
+        fetch_checkpoint("simple", progress=False)
+    assert time.monotonic() - started < 10
+    assert files_in(cache) == []
+
+
+def test_every_download_has_an_overall_deadline(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(download, "DEADLINE_BASE", 1.0)
+    monkeypatch.setattr(download, "STALL_WINDOW", 600.0)  # only the deadline can stop this one
+    server.add("slow.bin", b"x" * 1000, fault="trickle")
+    started = time.monotonic()
+    with pytest.raises(download.DownloadError, match=r"the download took longer than 1 s \(attempt 1\)"):
+        download.download_file(server.url + "slow.bin", tmp_path / "slow.bin", progress=False)
+    assert time.monotonic() - started < 5
+    assert files_in(tmp_path) == []
+
+
+def test_a_body_without_length_stops_at_the_size_cap(server, cache):
+    server.add(MULTISCALE, b"\0" * 2**20, fault="endless")
+    cap = REGISTRY["multiscale"].max_size
+    with pytest.raises(CheckpointError, match=f"the server sent more than the {cap:,} bytes this file can have"):
+        load_pretrained("multiscale", progress=False)
+    assert server.requests == [MULTISCALE]
+    assert files_in(cache) == []

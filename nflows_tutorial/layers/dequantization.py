@@ -18,8 +18,11 @@ def _check_pixels(x: torch.Tensor, levels: int) -> None:
             f"dequantization expects integer pixels 0..{levels - 1} (uint8 or int32), got a {x.dtype} tensor; "
             f"convert images in [0, 1] with (img * {levels - 1}).round().to(torch.int32)"
         )
+    if torch.iinfo(x.dtype).min > 0 or torch.iinfo(x.dtype).max < levels - 1:
+        raise TypeError(f"a {x.dtype} tensor cannot hold the pixel values 0..{levels - 1}; use uint8 or int32")
     if x.numel() and not torch.compiler.is_compiling():
-        lo, hi = torch.aminmax(x)
+        # Python ints: 256 does not fit a uint8 comparison. int64 for the unsigned types aminmax lacks.
+        lo, hi = (int(v) for v in torch.aminmax(x if x.dtype == torch.uint8 else x.to(torch.int64)))
         if lo < 0 or hi >= levels:
             raise ValueError(
                 f"dequantization expects pixel values in 0..{levels - 1}, got values from {int(lo)} to {int(hi)}"
