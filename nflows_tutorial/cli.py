@@ -122,7 +122,7 @@ def _add_checkpoint_source(parser: argparse.ArgumentParser) -> None:
 
 def _add_compile(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-compile", dest="compile", action="store_false",
-                        help="run the fast path's pointwise kernels eagerly instead of through torch.compile "
+                        help="run the accelerated path's pointwise kernels eagerly instead of through torch.compile "
                              "(no compiler wait, slower)")
 
 
@@ -143,12 +143,12 @@ def _device(text: str):
 
 
 def _load(name: str, args: argparse.Namespace):
+    from .acceleration import accelerate
     from .pretrained import load_pretrained
 
     model, result = load_pretrained(name, checkpoint_dir=args.checkpoint_dir, download=not args.offline,
                                     device=_device(args.device), progress=not args.quiet)
-    model.compile_networks = args.compile
-    return model, result
+    return accelerate(model, compile=args.compile), result
 
 
 def _dataset(split: str, args: argparse.Namespace):
@@ -219,15 +219,9 @@ def _run_train(args: argparse.Namespace) -> int:
     from .evaluation import results_table, stored_numbers
     from .training import NonFiniteLossError, TrainingError, run_paths, train_flow
 
-    model = args.model
-    if not args.compile:
-        from .builders import create_model
-
-        model = create_model(args.model)
-        model.compile_networks = False
     try:
         _, result = train_flow(
-            model, name=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_steps=args.max_steps,
+            args.model, compile=args.compile, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_steps=args.max_steps,
             max_time=args.max_time, limit=args.limit, accelerator=args.accelerator, devices=args.devices,
             strategy=args.strategy, num_nodes=args.num_nodes, precision=args.precision, resume=args.resume,
             overwrite=args.overwrite, out_dir=args.out_dir, seed=args.seed,

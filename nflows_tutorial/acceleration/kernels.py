@@ -1,4 +1,4 @@
-"""The fast path of the conditioner network: gated blocks with a hand-written backward pass.
+"""Fused kernels for the conditioner network: gated blocks with a hand-written backward pass.
 
 Autograd keeps every intermediate of a gated block alive until the backward pass: the doubled
 concat-ELU maps, the gate's sigmoid, the layer norm's input, about twelve feature maps in all. The
@@ -17,16 +17,15 @@ formulas run eagerly.
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from .malloc import tune_for_tensors
-
-__all__ = ["concat_elu", "gated_conv_net", "compilation_works"]
+__all__ = ["concat_elu", "GatedLayout", "gated_conv_net", "compilation_works"]
 
 
 def concat_elu(x: torch.Tensor) -> torch.Tensor:
@@ -83,13 +82,6 @@ class _Kernel:
         return self.eager(*args)
 
 
-def _not_the_missing_cuda_notice(record: logging.LogRecord) -> bool:
-    # A CUDA build of torch says this on every CPU-only machine the first time it compiles: no news to
-    # a user (the kernels are CPU kernels), and it would interleave with progress bars and CLI output.
-    return not record.getMessage().startswith("No CUDA runtime is found")
-
-
-logging.getLogger("torch.utils.cpp_extension").addFilter(_not_the_missing_cuda_notice)
 _compilation_works = True
 _concat_elu = _Kernel(concat_elu)
 _concat_elu_backward = _Kernel(_concat_elu_grad)
@@ -108,7 +100,7 @@ def _give_up_compiling(err: Exception) -> None:
     _compilation_works = False
     warnings.warn(
         f"torch.compile is unavailable here ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
-        "the fast path's pointwise kernels run eagerly instead",
+        "the accelerated path's pointwise kernels run eagerly instead",
         RuntimeWarning,
         stacklevel=4,
     )
@@ -181,26 +173,44 @@ class _EluConv(torch.autograd.Function):
         return _concat_elu_backward(ctx.compiled, grad_h, x), grad_w, grad_b, None
 
 
-def gated_conv_net(layers: torch.nn.Sequential, x: torch.Tensor, compiled: bool = False) -> torch.Tensor:
-    """The layers of a :class:`~nflows_tutorial.networks.GatedConvNet` applied to a channels-last ``x``.
+@dataclass(frozen=True)
+class GatedLayout:
+    """The parameters of a gated conditioner, read off by role: the first convolution, each gated
+    block's two convolutions with the layer norm that follows the block, and the last convolution."""
 
-    With gradients enabled, each gated block and its layer norm is one autograd function with the
-    lean backward pass; without, each boundary between blocks is one pointwise kernel. ``compiled``
-    runs the pointwise kernels through ``torch.compile``.
+    first: nn.Conv2d
+    blocks: tuple[tuple[nn.Conv2d, nn.Conv2d, nn.Module], ...]
+    last: nn.Conv2d
+
+
+def gated_conv_net(
+    layout: GatedLayout, x: torch.Tensor, compiled: bool, with_grad: bool, trace: list[torch.Tensor] | None = None
+) -> torch.Tensor:
+    """The conditioner of ``layout`` applied to a channels-last ``x``.
+
+    ``with_grad`` takes the route for training: each gated block and its layer norm is one autograd
+    function with the lean backward pass. Otherwise each boundary between blocks is one pointwise
+    kernel. ``compiled`` runs the pointwise kernels through ``torch.compile``. ``trace``, when given,
+    receives each block's normalised output and then the concat-ELU map that enters the last
+    convolution, for comparison with the modules these kernels stand for.
     """
-    if x.device.type == "cpu":
-        tune_for_tensors()
-    first, *middle, _, last = layers
-    blocks = [(block.net[1], block.net[3], norm) for block, norm in zip(middle[0::2], middle[1::2])]
-    h = first(x)
-    if torch.is_grad_enabled():
-        for conv1, conv2, norm in blocks:
+    h = layout.first(x)
+    if with_grad:
+        for conv1, conv2, norm in layout.blocks:
             h = _GatedBlockNorm.apply(
                 h, conv1.weight, conv1.bias, conv2.weight, conv2.bias, norm.gamma, norm.beta, norm.eps, compiled
             )
-        return _EluConv.apply(h, last.weight, last.bias, compiled)
+            if trace is not None:
+                trace.append(h)
+        if trace is not None:
+            trace.append(_concat_elu(compiled, h))
+        return _EluConv.apply(h, layout.last.weight, layout.last.bias, compiled)
     elu_h = _concat_elu(compiled, h)
-    for conv1, conv2, norm in blocks:
+    for conv1, conv2, norm in layout.blocks:
         y2 = conv2(_concat_elu(compiled, conv1(elu_h)))
         h, elu_h = _gate_norm_concat_elu(compiled, h, y2, norm.gamma, norm.beta, norm.eps)
-    return last(elu_h)
+        if trace is not None:
+            trace.append(h)
+    if trace is not None:
+        trace.append(elu_h)
+    return layout.last(elu_h)
