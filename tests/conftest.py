@@ -14,11 +14,12 @@ SHARED_DATA = SHARED / "data"
 SHARED_CHECKPOINTS = SHARED / "checkpoints" / "tutorial11"
 
 
-@pytest.fixture(scope="session")
-def mnist_root() -> Path:
-    """Folder holding MNIST/raw (the offline copy in ../shared)."""
+@pytest.fixture
+def mnist_root(monkeypatch) -> Path:
+    """Folder holding MNIST/raw (the offline copy in ../shared), which ``load_mnist`` reads during the test."""
     if not (SHARED_DATA / "MNIST" / "raw").is_dir():
         pytest.fail(f"MNIST fixture missing: expected {SHARED_DATA}/MNIST/raw (set NFLOWS_TUTORIAL_SHARED)")
+    monkeypatch.setenv("PATH_DATASETS", str(SHARED_DATA))
     return SHARED_DATA
 
 
@@ -31,9 +32,8 @@ def published_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_paths(tmp_path_factory, monkeypatch, mnist_root):
-    """Every test reads MNIST from ../shared and caches checkpoints in a fresh folder, never the network."""
-    monkeypatch.setenv("PATH_DATASETS", str(mnist_root))
+def _isolated_paths(tmp_path_factory, monkeypatch):
+    """Every test caches checkpoints in a fresh folder and never reaches the checkpoint server."""
     monkeypatch.setenv("PATH_CHECKPOINT", str(tmp_path_factory.mktemp("ckpt")))
     monkeypatch.setenv("NFLOWS_TUTORIAL_CHECKPOINT_URL", "http://127.0.0.1:9/unreachable/")
     torch.manual_seed(0)

@@ -121,6 +121,19 @@ def _layer_norm(r: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: f
     return out.permute(0, 3, 1, 2), mean, rstd
 
 
+def _channels_last(grad: torch.Tensor) -> torch.Tensor:
+    # Under vmap (a vectorized Jacobian batches the backward pass) a layout cannot be asked for; the
+    # gradient keeps the one it has, which costs speed, not correctness.
+    functorch = torch._C._functorch
+    if (
+        torch._C._are_functorch_transforms_active()
+        or functorch.is_batchedtensor(grad)
+        or functorch.is_legacy_batchedtensor(grad)
+    ):
+        return grad
+    return grad.contiguous(memory_format=torch.channels_last)
+
+
 class _GatedBlockNorm(torch.autograd.Function):
     """``LayerNorm(x + a * sigmoid(b))`` with ``[a, b] = conv1x1(celu(conv3x3(celu(x))))``."""
 
@@ -138,7 +151,7 @@ class _GatedBlockNorm(torch.autograd.Function):
     def backward(ctx, grad):
         x, y1, y2, mean, rstd, w1, w2, gamma, beta = ctx.saved_tensors
         compiled = ctx.compiled
-        grad = grad.contiguous(memory_format=torch.channels_last)
+        grad = _channels_last(grad)
         r = _gate_forward(compiled, x, y2)
         grad_r, grad_gamma, grad_beta = torch.ops.aten.native_layer_norm_backward(
             grad.permute(0, 2, 3, 1), r.permute(0, 2, 3, 1), (r.shape[1],), mean, rstd,
@@ -168,7 +181,7 @@ class _EluConv(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
-        grad = grad.contiguous(memory_format=torch.channels_last)
+        grad = _channels_last(grad)
         grad_h, grad_w, grad_b = _conv_grads(grad, _concat_elu(ctx.compiled, x), weight)
         return _concat_elu_backward(ctx.compiled, grad_h, x), grad_w, grad_b, None
 
