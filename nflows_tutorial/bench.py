@@ -122,15 +122,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument(
-        "--no-compile", dest="compile", action="store_false",
+        "--no-compile",
+        dest="compile",
+        action="store_false",
         help="accelerated path with eager pointwise kernels instead of compiled ones",
     )
 
 
 def _child(name: str, accelerated: bool, sizes: dict[str, int], threads: int | None, compile: bool) -> dict[str, Any]:
+    set_threads = f"torch.set_num_threads({threads}); " if threads else ""
     code = (
         "import json, sys, torch; from nflows_tutorial.bench import measure; "
-        f"{'torch.set_num_threads(%d); ' % threads if threads else ''}"
+        f"{set_threads}"
         f"print(json.dumps(measure({name!r}, {accelerated}, compile={compile}, **{sizes!r})))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
@@ -182,16 +185,18 @@ def format_table(rows: list[dict[str, Any]], machine: dict[str, Any]) -> str:
     table = []
     for r in rows:
         fast = r["fast"]
-        table.append([
-            r["model"],
-            pair(r, "train_images_per_s", fmt="{:.0f}", higher_is_better=True),
-            f"{fast['train_convolution_s']:.2f} of {fast['train_batch'] / fast['train_images_per_s']:.2f}",
-            pair(r, "train_peak_bytes", scale=1 / 2**30, higher_is_better=True, ratio_word=" the memory"),
-            pair(r, "likelihood_s"),
-            f"{fast['likelihood_convolution_s']:.2f} of {fast['likelihood_s']:.2f}",
-            pair(r, "sampling_s"),
-            f"{fast['likelihood_gflop'] / fast['likelihood_s']:.0f}",
-        ])
+        table.append(
+            [
+                r["model"],
+                pair(r, "train_images_per_s", fmt="{:.0f}", higher_is_better=True),
+                f"{fast['train_convolution_s']:.2f} of {fast['train_batch'] / fast['train_images_per_s']:.2f}",
+                pair(r, "train_peak_bytes", scale=1 / 2**30, higher_is_better=True, ratio_word=" the memory"),
+                pair(r, "likelihood_s"),
+                f"{fast['likelihood_convolution_s']:.2f} of {fast['likelihood_s']:.2f}",
+                pair(r, "sampling_s"),
+                f"{fast['likelihood_gflop'] / fast['likelihood_s']:.0f}",
+            ]
+        )
     sizes = machine["sizes"]
     headers = [
         "model",

@@ -44,9 +44,9 @@ class StopOnNonFiniteLoss(pl.Callback):
         if not trainer.strategy.reduce_boolean_decision(bad, all=False):
             return
         lr = trainer.optimizers[0].param_groups[0]["lr"]
-        hints = [f"a lower learning rate (--lr; it is {lr:g} at this step)"]
+        hints = [f"a lower learning rate (lr=...; it is {lr:g} at this step)"]
         if trainer.precision not in ("32-true", "64-true"):
-            hints.append(f"full precision (--precision 32-true instead of {trainer.precision})")
+            hints.append(f"full precision (precision=32-true instead of {trainer.precision})")
         saved = ""
         if self.last_checkpoint is not None and self.last_checkpoint.is_file():
             saved = f"; {self.last_checkpoint} holds the weights from before this step"
@@ -128,12 +128,15 @@ class TrackTrainingData(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.batches.follow(trainer)
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         step = trainer.global_step * trainer.world_size + trainer.global_rank
         torch.manual_seed(self.seed * 1_000_003 + step)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self.batches.consumed = batch_idx + 1
 
 
@@ -153,16 +156,28 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 def checkpoint_callbacks(folder: Path, checkpoint_every: int | None) -> list[ModelCheckpoint]:
     """The best-``val_bpd`` checkpoint first, then the writers of ``last.ckpt``."""
     best = ModelCheckpoint(
-        dirpath=folder, filename="best-{epoch}-{step}", monitor="val_bpd", mode="min", save_top_k=1,
+        dirpath=folder,
+        filename="best-{epoch}-{step}",
+        monitor="val_bpd",
+        mode="min",
+        save_top_k=1,
         enable_version_counter=False,
     )
     # Two writers of last.ckpt: one after every epoch, one every `checkpoint_every` steps, so a run
     # killed mid-epoch loses at most that many steps.
     writers = [
-        ModelCheckpoint(dirpath=folder, filename=LAST, save_top_k=1, save_on_train_epoch_end=True,
-                        enable_version_counter=False),
+        ModelCheckpoint(
+            dirpath=folder, filename=LAST, save_top_k=1, save_on_train_epoch_end=True, enable_version_counter=False
+        ),
     ]
     if checkpoint_every is not None:
-        writers.append(ModelCheckpoint(dirpath=folder, filename=LAST, save_top_k=1,
-                                       every_n_train_steps=checkpoint_every, enable_version_counter=False))
+        writers.append(
+            ModelCheckpoint(
+                dirpath=folder,
+                filename=LAST,
+                save_top_k=1,
+                every_n_train_steps=checkpoint_every,
+                enable_version_counter=False,
+            )
+        )
     return [best, *writers]

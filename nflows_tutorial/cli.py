@@ -35,6 +35,12 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _as_flags(message: str) -> str:
+    """A library message with the command line's words: ``out_dir=...`` becomes ``--out-dir ...``, ``resume=True`` ``--resume``."""
+    message = re.sub(r"\b([a-z][a-z_]*)=True\b", lambda m: "--" + m[1].replace("_", "-"), message)
+    return re.sub(r"\b([a-z][a-z_]*)=(?=\S)", lambda m: "--" + m[1].replace("_", "-") + " ", message)
+
+
 # Argument types ----------------------------------------------------------------------------------------
 def _number(convert: Callable[[str], Any], accept: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
     """An argparse type: ``convert`` the text, then refuse values ``accept`` rejects, naming ``what`` was expected."""
@@ -229,10 +235,10 @@ def _run_train(args: argparse.Namespace) -> int:
             timing_repeats=args.repeats if args.timing else 0, progress=not args.quiet,
         )
     except NonFiniteLossError as err:
-        _say(f"training stopped: {err}")
+        _say(f"training stopped: {_as_flags(str(err))}")
         return 1
     except TrainingError as err:
-        raise _UsageError(str(err)) from None
+        raise _UsageError(_as_flags(str(err))) from None
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence, Sized
+from typing import Any, cast
 
 import torch
 
@@ -93,7 +93,7 @@ def evaluate_bpd(
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(loader, total=len(loader) if hasattr(loader, "__len__") else None, desc=desc, leave=False)
+        batches = tqdm(loader, total=len(loader) if isinstance(loader, Sized) else None, desc=desc, leave=False)
     model.eval()
     try:
         with seeded(seed, device), torch.inference_mode():
@@ -145,6 +145,7 @@ def stored_numbers(result: Mapping[str, Any]) -> dict[str, float | None]:
     seconds per batch of 64 as ``time`` (likelihood, per importance sample) and ``samp_time``.
     Missing entries come back as ``None``.
     """
+
     def ms(key: str) -> float | None:
         value = result.get(key)
         return None if value is None else 1000.0 * float(value)
@@ -183,9 +184,10 @@ def results_row(
         if split not in ("val", "test"):
             raise ValueError(f"the table has validation and test columns; got a split named {split!r}")
         loader = make_loader(dataset, batch_size, limit=limit)
-        images[split] = len(loader.dataset)
-        row[f"{split}_bpd"] = evaluate_bpd(model, loader, importance_samples, seed=seed, progress=progress,
-                                           desc=f"{name} {split}")
+        images[split] = len(cast(Sized, loader.dataset))
+        row[f"{split}_bpd"] = evaluate_bpd(
+            model, loader, importance_samples, seed=seed, progress=progress, desc=f"{name} {split}"
+        )
     if repeats is not None:
         row["inference_ms"] = 1000 * time_likelihood(model, repeats=repeats)
         row["sampling_ms"] = 1000 * time_sampling(model, repeats=repeats)

@@ -85,10 +85,11 @@ class GatedConvNet(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(c_in, hidden, kernel_size=3, padding=1)]
         for _ in range(num_layers):
             layers += [GatedBlock(hidden), ChannelLayerNorm(hidden)]
-        layers += [ConcatELU(), nn.Conv2d(2 * hidden, c_out, kernel_size=3, padding=1)]
+        last = nn.Conv2d(2 * hidden, c_out, kernel_size=3, padding=1)
+        for param in last.parameters():  # weight and bias: a fresh coupling is the identity
+            nn.init.zeros_(param)
+        layers += [ConcatELU(), last]
         self.nn = nn.Sequential(*layers)
-        nn.init.zeros_(self.nn[-1].weight)
-        nn.init.zeros_(self.nn[-1].bias)
         self.c_in = c_in
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,15 +19,22 @@ EVAL_BATCH_SIZE = 64
 
 
 def final_test(
-    model: ImageFlow, val_set: ImageDataset, *, limit: int | None, importance_samples: int, seed: int,
-    timing_repeats: int, progress: bool,
+    model: ImageFlow,
+    val_set: ImageDataset,
+    *,
+    limit: int | None,
+    importance_samples: int,
+    seed: int,
+    timing_repeats: int,
+    progress: bool,
 ) -> dict[str, Any]:
     """The published ``result`` entries: importance-sampled bpd on validation and test, and the speeds."""
     result: dict[str, Any] = {}
     for split, dataset in (("val", val_set), ("test", load_mnist("test"))):
         loader = make_loader(dataset, EVAL_BATCH_SIZE, limit=limit)
-        bpd = evaluate_bpd(model, loader, importance_samples=importance_samples, seed=seed, progress=progress,
-                           desc=f"{split} bpd")
+        bpd = evaluate_bpd(
+            model, loader, importance_samples=importance_samples, seed=seed, progress=progress, desc=f"{split} bpd"
+        )
         result[split] = [{"test_bpd": bpd}]
     if timing_repeats:
         result["time"] = time_likelihood(model, repeats=timing_repeats)

@@ -51,13 +51,13 @@ def check_writable(folder: Path, need_bytes: int) -> None:
     except OSError as err:
         raise TrainingError(
             f"cannot write training output to {folder} ({err.strerror or err}); choose a writable folder with "
-            f"--out-dir (or out_dir=...)"
+            f"out_dir=..."
         ) from None
     free = shutil.disk_usage(folder).free
     if free < need_bytes:
         raise TrainingError(
             f"only {free / 2**20:.0f} MiB free in {folder}, and this run needs about {need_bytes / 2**20:.0f} MiB "
-            f"for its checkpoints and logs; free some space or choose another folder with --out-dir"
+            f"for its checkpoints and logs; free some space or choose another folder with out_dir=..."
         )
 
 
@@ -75,15 +75,13 @@ def prepare_checkpoint_dir(paths: dict[str, Path], resume: bool, overwrite: bool
     existing = sorted(paths["checkpoints"].glob("*.ckpt"))
     if resume:
         if not paths["last"].is_file():
-            raise TrainingError(
-                f"nothing to resume: there is no {paths['last']}; start a new run without --resume"
-            )
+            raise TrainingError(f"nothing to resume: there is no {paths['last']}; start a new run without resume=True")
         return paths["last"]
     if existing:
         if not overwrite:
             raise TrainingError(
-                f"{paths['checkpoints']} already holds checkpoints of an earlier run; continue it with --resume, "
-                f"or start again with --overwrite (which deletes them), or choose another --out-dir"
+                f"{paths['checkpoints']} already holds checkpoints of an earlier run; continue it with resume=True, "
+                f"or start again with overwrite=True (which deletes them), or choose another out_dir=..."
             )
         for old in existing:
             old.unlink()

@@ -11,9 +11,7 @@ import torch
 __all__ = ["time_calls"]
 
 
-def time_calls(
-    fn: Callable[[], Any], repeats: int, warmup: int = 1, device: torch.device | str = "cpu"
-) -> list[float]:
+def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 1, device: torch.device | str = "cpu") -> list[float]:
     """Wall seconds of each of ``repeats`` calls of ``fn()``, after ``warmup`` untimed calls.
 
     The untimed calls absorb one-off costs (allocator growth, kernel selection, compilation). On a

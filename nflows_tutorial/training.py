@@ -68,12 +68,27 @@ def _check_counts(**counts: int | None) -> None:
 
 
 def _check_arguments(
-    *, epochs: int, batch_size: int, lr: float, max_steps: int | None, limit: int | None, num_nodes: int,
-    importance_samples: int, checkpoint_every: int | None, timing_repeats: int,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    max_steps: int | None,
+    limit: int | None,
+    num_nodes: int,
+    importance_samples: int,
+    checkpoint_every: int | None,
+    timing_repeats: int,
 ) -> None:
     """Refuse settings no run can use, naming the parameter."""
-    _check_counts(epochs=epochs, batch_size=batch_size, importance_samples=importance_samples, num_nodes=num_nodes,
-                  max_steps=max_steps, limit=limit, checkpoint_every=checkpoint_every)
+    _check_counts(
+        epochs=epochs,
+        batch_size=batch_size,
+        importance_samples=importance_samples,
+        num_nodes=num_nodes,
+        max_steps=max_steps,
+        limit=limit,
+        checkpoint_every=checkpoint_every,
+    )
     if timing_repeats < 0:
         raise ValueError(f"timing_repeats must be 0 (no timing) or more, got {timing_repeats}")
     if not (lr > 0 and math.isfinite(lr)):
@@ -94,8 +109,12 @@ def _model_and_name(name_or_model: str | ImageFlow, name: str | None) -> tuple[I
 
 
 def _trainer(
-    paths: dict[str, Path], train_batches: ResumableBatches, seed: int, checkpoint_every: int | None,
-    progress: bool, **lightning: Any,
+    paths: dict[str, Path],
+    train_batches: ResumableBatches,
+    seed: int,
+    checkpoint_every: int | None,
+    progress: bool,
+    **lightning: Any,
 ) -> tuple[pl.Trainer, Any]:
     """The Lightning trainer of a course run, and its best-``val_bpd`` checkpoint callback."""
     best, *writers = checkpoint_callbacks(paths["checkpoints"], checkpoint_every)
@@ -104,7 +123,10 @@ def _trainer(
             default_root_dir=str(paths["run"]),
             gradient_clip_val=GRADIENT_CLIP,
             callbacks=[
-                StopOnNonFiniteLoss(paths["last"]), TrackTrainingData(train_batches, seed), best, *writers,
+                StopOnNonFiniteLoss(paths["last"]),
+                TrackTrainingData(train_batches, seed),
+                best,
+                *writers,
                 LearningRateMonitor("epoch"),
             ],
             logger=_logger(paths["run"]),
@@ -167,9 +189,17 @@ def train_flow(
     ``accelerated`` trains through :func:`~nflows_tutorial.acceleration.accelerate` (same numbers,
     less time and memory; ``compile`` as there); the returned model stays accelerated.
     """
-    _check_arguments(epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps, limit=limit,
-                     num_nodes=num_nodes, importance_samples=importance_samples, checkpoint_every=checkpoint_every,
-                     timing_repeats=timing_repeats)
+    _check_arguments(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        max_steps=max_steps,
+        limit=limit,
+        num_nodes=num_nodes,
+        importance_samples=importance_samples,
+        checkpoint_every=checkpoint_every,
+        timing_repeats=timing_repeats,
+    )
     pl.seed_everything(seed, verbose=False)  # first: the initial weights are drawn when the model is built
     model, name = _model_and_name(name_or_model, name)
     model.lr = lr
@@ -187,9 +217,19 @@ def train_flow(
     val_loader = make_loader(val_set, EVAL_BATCH_SIZE, limit=limit)
 
     trainer, best = _trainer(
-        paths, train_batches, seed, checkpoint_every, progress, accelerator=accelerator, devices=devices,
-        strategy=strategy, num_nodes=num_nodes, precision=precision, max_epochs=epochs,
-        max_steps=-1 if max_steps is None else max_steps, max_time=_timedelta(max_time),
+        paths,
+        train_batches,
+        seed,
+        checkpoint_every,
+        progress,
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        num_nodes=num_nodes,
+        precision=precision,
+        max_epochs=epochs,
+        max_steps=-1 if max_steps is None else max_steps,
+        max_time=_timedelta(max_time),
     )
     trainer.fit(model, train_batches, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
     if not trainer.is_global_zero:
@@ -197,11 +237,22 @@ def train_flow(
     if best.best_model_path and Path(best.best_model_path).is_file():
         model.load_state_dict(read_checkpoint(best.best_model_path)["state_dict"])
     model.eval()
-    result = final_test(model, val_set, limit=limit, importance_samples=importance_samples, seed=seed,
-                        timing_repeats=timing_repeats, progress=progress)
+    result = final_test(
+        model,
+        val_set,
+        limit=limit,
+        importance_samples=importance_samples,
+        seed=seed,
+        timing_repeats=timing_repeats,
+        progress=progress,
+    )
     result.update(
-        global_step=trainer.global_step, epochs=trainer.current_epoch, processes=trainer.world_size,
-        params=count_parameters(model), importance_samples=importance_samples, images=limit,
+        global_step=trainer.global_step,
+        epochs=trainer.current_epoch,
+        processes=trainer.world_size,
+        params=count_parameters(model),
+        importance_samples=importance_samples,
+        images=limit,
     )
     save_published(model, result, paths["published"])
     return model, result

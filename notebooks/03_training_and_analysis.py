@@ -54,8 +54,15 @@ import os
 import torch
 from IPython.display import Markdown, display
 
-from nflows_tutorial import MODEL_NAMES, ImageFlow, VariationalDequantization, create_model, load_mnist, make_loader
-from nflows_tutorial.bench import activation_bytes
+from nflows_tutorial import (
+    MODEL_NAMES,
+    ImageFlow,
+    VariationalDequantization,
+    accelerate,
+    create_model,
+    load_mnist,
+    make_loader,
+)
 from nflows_tutorial.evaluation import (
     count_parameters,
     evaluate_bpd,
@@ -65,6 +72,7 @@ from nflows_tutorial.evaluation import (
     time_sampling,
 )
 from nflows_tutorial.literate import show_source
+from nflows_tutorial.memory import activation_bytes
 from nflows_tutorial.plots import plot_dequantization_histogram, plot_images
 from nflows_tutorial.pretrained import CheckpointError, default_device, load_pretrained
 from nflows_tutorial.sampling import draw_samples, interpolate
@@ -113,24 +121,24 @@ show_source(ImageFlow, "training_step", "validation_step", "test_step", "configu
 # twice the channels), their inputs, the gate's sigmoid, the layer norm's input, and so on, for each
 # of the 24 blocks of a model. At the published batch of 128 images that is several gigabytes.
 #
-# By default (`model.fast = True`) the conditioners run through `nflows_tutorial.fused`, which has
+# `accelerate(model)` runs the conditioners through the fused kernels of `nflows_tutorial.acceleration`, which have
 # a hand-written backward pass for the gated block: it keeps the block's input and its two
 # convolution outputs and recomputes the cheap activations when the gradient arrives. It also
 # computes concatenated ELU with one exponential per value instead of two, because for
 # $e = \exp(-|x|) - 1$ we have $\mathrm{elu}(x) = \max(x, e)$ and $\mathrm{elu}(-x) = \max(-x, e)$.
 # The numbers do not change (the tests compare bpd and every gradient with the plain path);
-# `model.fast = False` switches back to plain autograd. The cell counts what autograd keeps for one
+# `accelerate(model, enabled=False)` switches back to plain autograd. The cell counts what autograd keeps for one
 # step on 16 images; `python -m nflows_tutorial bench` measures time and peak memory on your machine.
 
 # %%
 probe = create_model("vardeq")
 batch = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.int32)
 kept = {}
-for fast in (False, True):
-    probe.fast = fast
-    kept[fast] = activation_bytes(probe, batch)
-    print(f"fast={fast!s:<5}  autograd keeps {kept[fast] / 2**20:5.1f} MiB for a step on 16 images")
-print(f"the fast path keeps {kept[True] / kept[False]:.2f}x of what the plain path keeps")
+for accelerated in (False, True):
+    accelerate(probe, enabled=accelerated, compile=False)
+    kept[accelerated] = activation_bytes(probe, batch)
+    print(f"accelerated={accelerated!s:<5}  autograd keeps {kept[accelerated] / 2**20:5.1f} MiB for a step on 16 images")
+print(f"the accelerated path keeps {kept[True] / kept[False]:.2f}x of what the plain path keeps")
 
 
 # %% [markdown]
@@ -155,7 +163,7 @@ def get_model(name: str) -> tuple[ImageFlow, dict, str]:
         return model.to(device).eval(), result, "trained here"
     try:
         model, result = load_pretrained(name, device=device)
-        return model, result, "published checkpoint"
+        return accelerate(model), result, "published checkpoint"
     except CheckpointError as err:
         print(f"The published {name!r} checkpoint is not available:\n  {err}")
         print(f"Training a short demonstration run instead ({DEMO_RUN}); expect poor numbers and blurry samples.")

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import randomize
+from helpers import modules_of, randomize
+from torch.nn import Conv2d
 
-from nflows_tutorial import ConcatELU, GatedBlock, GatedConvNet, accelerate, create_model
+import nflows_tutorial
+from nflows_tutorial import ConcatELU, CouplingLayer, GatedBlock, GatedConvNet, accelerate, create_model
 from nflows_tutorial.acceleration import compilation_works, is_accelerated, kernels
 from nflows_tutorial.memory import activation_bytes
 
@@ -36,10 +40,6 @@ def assert_same(reference, other, tol=1e-4):
         assert (grads_b[name] - grad).abs().max() / scale <= tol, name
 
 
-def networks(model):
-    return [m for m in model.modules() if isinstance(m, GatedConvNet)]
-
-
 @pytest.mark.parametrize("compile", [False, True], ids=["eager-kernels", "compiled-kernels"])
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_accelerated_path_gives_the_plain_numbers(name, compile):
@@ -50,8 +50,8 @@ def test_accelerated_path_gives_the_plain_numbers(name, compile):
         warnings.simplefilter("error")  # the kernels agree with the modules: no fallback warning
         assert_same(plain, bpd_and_grads(accelerate(model, compile=compile), imgs))
     assert compilation_works() or not compile, "torch.compile fell back to eager on this machine"
-    assert all(is_accelerated(net) for net in networks(model))
-    assert model.flows[-1].network.nn[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(is_accelerated(net) for net in modules_of(model, GatedConvNet))
+    assert all(conv.weight.is_contiguous(memory_format=torch.channels_last) for conv in modules_of(model, Conv2d))
 
 
 @pytest.mark.parametrize("compile", [False, True], ids=["eager-kernels", "compiled-kernels"])
@@ -104,11 +104,12 @@ def test_accelerate_can_be_undone_and_leaves_the_weights_alone():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     accelerate(model, compile=False)
     twin = copy.deepcopy(model)  # an accelerated copy computes with its own weights, not the original's
-    assert all(is_accelerated(net) for net in networks(twin))
-    assert twin.flows[1].network.forward.net is twin.flows[1].network
+    assert all(is_accelerated(net) for net in modules_of(twin, GatedConvNet))
+    net = modules_of(twin, GatedConvNet)[0]
+    assert net.forward.net is net
     accelerate(model, enabled=False)
-    assert not any(is_accelerated(net) for net in networks(model))
-    assert model.flows[1].network.nn[0].weight.is_contiguous()
+    assert not any(is_accelerated(net) for net in modules_of(model, GatedConvNet))
+    assert all(conv.weight.is_contiguous() for conv in modules_of(model, Conv2d))
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
@@ -137,12 +138,14 @@ def test_an_edited_module_changes_the_accelerated_model_as_it_changes_the_plain_
     monkeypatch.setattr(cls, "forward", edited)
     edited_plain = bpd_and_grads(plain, imgs)
     assert (edited_plain[0] - before[0]).abs().max() > 0.1  # the default (plain) model follows the edit
-    with pytest.warns(RuntimeWarning, match="disagree with its modules' own forward") as caught:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         edited_fast = bpd_and_grads(fast, imgs)
         with torch.no_grad():
             fast.bits_per_dim(imgs)  # the other route, another shape: no further warning
-            fast.flows[2].network(torch.randn(2, 1, 14, 14))
-    assert len([w for w in caught if "disagree" in str(w.message)]) == 1
+            modules_of(fast, GatedConvNet)[-1](torch.randn(2, 1, 14, 14))
+    disagreements = [w for w in caught if "disagree with its modules' own forward" in str(w.message)]
+    assert len(disagreements) == 1 and disagreements[0].category is RuntimeWarning
     # Both run the modules now; channels-last weights only sum in another order.
     assert_same(edited_plain, edited_fast, tol=1e-3)
 
@@ -155,7 +158,7 @@ def test_an_edited_module_changes_the_accelerated_model_as_it_changes_the_plain_
 def test_an_edit_on_one_instance_is_honoured_too():
     model = accelerate(randomize(create_model("simple"), scale=0.05), compile=False)
     imgs = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.int32)
-    elu = model.flows[3].network.nn[-2]
+    elu = modules_of(modules_of(model, GatedConvNet)[2], ConcatELU)[-1]
     elu.forward = lambda x: halved_concat_elu(elu, x)
     reference = copy.deepcopy(model)
     accelerate(reference, enabled=False)
@@ -167,15 +170,15 @@ def test_an_edit_on_one_instance_is_honoured_too():
 def test_hooks_on_the_modules_see_their_calls_on_an_accelerated_model():
     model = accelerate(create_model("simple"), compile=False)
     seen = []
-    model.flows[1].network.nn[1].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    modules_of(model, GatedBlock)[0].register_forward_hook(lambda m, i, o: seen.append(o.shape))
     model.bits_per_dim(torch.zeros(3, 1, 28, 28, dtype=torch.int32))
     assert seen == [torch.Size([3, 32, 28, 28])]
 
 
 # torch.func and vectorized Jacobians ---------------------------------------------------------------------------
 def coupling_stack(model, count=2):
-    """The first ``count`` couplings after dequantization, as a function of one flattened 28x28 latent."""
-    layers = list(model.flows)[1 : 1 + count]
+    """The first ``count`` couplings of the flow (after dequantization), as a function of one flattened 28x28 latent."""
+    layers = modules_of(model, CouplingLayer)[:count]
 
     def f(flat):
         z, ldj = flat.view(1, 1, 28, 28), torch.zeros(1)
@@ -246,7 +249,12 @@ SIDE_EFFECT_PROBE = (
         ("nt.accelerate(m, compile=False); ", {}, "True False"),
         ("nt.accelerate(m); ", {"MALLOC_TRIM_THRESHOLD_": "131072"}, "False True"),
     ],
-    ids=["import-and-plain-forward-change-nothing", "accelerate-tunes", "no-compile-no-log-filter", "user-setting-wins"],
+    ids=[
+        "import-and-plain-forward-change-nothing",
+        "accelerate-tunes",
+        "no-compile-no-log-filter",
+        "user-setting-wins",
+    ],
 )
 def test_process_wide_settings_change_only_when_accelerate_is_called(accelerate_call, env, expected):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}, **env}
@@ -259,3 +267,17 @@ def test_process_wide_settings_change_only_when_accelerate_is_called(accelerate_
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == expected
+
+
+TEACHING_MODULES = ["masks", "layers", "networks", "prior", "model", "builders"]
+
+
+@pytest.mark.parametrize("module", TEACHING_MODULES)
+def test_the_teaching_modules_import_nothing_of_the_accelerated_path(module):
+    root = Path(nflows_tutorial.__file__).parent
+    files = sorted((root / module).glob("*.py")) if (root / module).is_dir() else [root / f"{module}.py"]
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert "acceleration" not in (node.module or ""), f"{file.name} imports {node.module}"
+                assert all(alias.name != "acceleration" for alias in node.names), file.name

@@ -90,7 +90,7 @@ def test_resume_needs_a_last_checkpoint_and_a_new_run_will_not_overwrite_one(tmp
     paths = run_paths("simple", tmp_path)
     paths["checkpoints"].mkdir(parents=True, exist_ok=True)
     paths["last"].write_bytes(b"from an earlier run")
-    with pytest.raises(TrainingError, match="--resume.*--overwrite"):
+    with pytest.raises(TrainingError, match="resume=True.*overwrite=True"):
         train_flow("simple", out_dir=tmp_path, progress=False)
 
 
@@ -129,7 +129,7 @@ def optimizer_step(ckpt: dict) -> int:
     return int(ckpt["optimizer_states"][0]["state"][0]["step"])
 
 
-def test_a_killed_run_resumes_at_the_same_step_and_ends_where_an_unbroken_run_does(tmp_path):
+def test_a_killed_run_resumes_at_the_same_step_and_ends_where_an_unbroken_run_does(tmp_path, mnist_root):
     killed_dir, whole_dir = tmp_path / "killed", tmp_path / "whole"
     # Far more steps than the test waits for, a last.ckpt after every step, then SIGKILL mid-epoch.
     log = tmp_path / "killed.log"
@@ -161,7 +161,7 @@ def test_a_killed_run_resumes_at_the_same_step_and_ends_where_an_unbroken_run_do
         torch.testing.assert_close(after["optimizer_states"][0]["state"][0][key], value, rtol=1e-4, atol=1e-8)
 
 
-def test_a_nan_loss_stops_training_and_says_at_which_step_and_what_to_try(tmp_path):
+def test_a_nan_loss_stops_training_and_says_at_which_step_and_what_to_try(tmp_path, mnist_root):
     # A learning rate of 1e30 sends the weights past float32 range in one step: a real divergence.
     result = run_cli(*TINY_TRAIN, "--lr", "1e30", "--out-dir", str(tmp_path))
     assert result.returncode == 1
@@ -172,7 +172,7 @@ def test_a_nan_loss_stops_training_and_says_at_which_step_and_what_to_try(tmp_pa
     assert not run_paths("simple", tmp_path)["published"].exists()
 
 
-def test_two_processes_train_with_lightning_ddp_on_cpu_and_publish_a_loadable_checkpoint(tmp_path):
+def test_two_processes_train_with_lightning_ddp_on_cpu_and_publish_a_loadable_checkpoint(tmp_path, mnist_root):
     result = run_cli(*TINY_TRAIN, "--devices", "2", "--strategy", "ddp", "--max-steps", "2", "--json",
                      "--out-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr

@@ -110,7 +110,16 @@ def _conv_grads(grad_out, inp, weight):
     # Gradients of a stride-1, same-padding convolution for its input, weight and bias.
     padding = weight.shape[-1] // 2
     return torch.ops.aten.convolution_backward(
-        grad_out, inp, weight, [weight.shape[0]], [1, 1], [padding, padding], [1, 1], False, [0, 0], 1,
+        grad_out,
+        inp,
+        weight,
+        [weight.shape[0]],
+        [1, 1],
+        [padding, padding],
+        [1, 1],
+        False,
+        [0, 0],
+        1,
         [True, True, True],
     )
 
@@ -154,8 +163,14 @@ class _GatedBlockNorm(torch.autograd.Function):
         grad = _channels_last(grad)
         r = _gate_forward(compiled, x, y2)
         grad_r, grad_gamma, grad_beta = torch.ops.aten.native_layer_norm_backward(
-            grad.permute(0, 2, 3, 1), r.permute(0, 2, 3, 1), (r.shape[1],), mean, rstd,
-            gamma.view(-1), beta.view(-1), [True, True, True],
+            grad.permute(0, 2, 3, 1),
+            r.permute(0, 2, 3, 1),
+            (r.shape[1],),
+            mean,
+            rstd,
+            gamma.view(-1),
+            beta.view(-1),
+            [True, True, True],
         )
         del r
         grad_r = grad_r.permute(0, 3, 1, 2)
@@ -165,7 +180,17 @@ class _GatedBlockNorm(torch.autograd.Function):
         del grad_h2, grad_y2
         grad_h1, grad_w1, grad_b1 = _conv_grads(grad_y1, _concat_elu(compiled, x), w1)
         grad_x = grad_r + _concat_elu_backward(compiled, grad_h1, x)
-        return grad_x, grad_w1, grad_b1, grad_w2, grad_b2, grad_gamma.view_as(gamma), grad_beta.view_as(beta), None, None
+        return (
+            grad_x,
+            grad_w1,
+            grad_b1,
+            grad_w2,
+            grad_b2,
+            grad_gamma.view_as(gamma),
+            grad_beta.view_as(beta),
+            None,
+            None,
+        )
 
 
 class _EluConv(torch.autograd.Function):

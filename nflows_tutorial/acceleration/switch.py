@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Hashable
-from typing import TypeVar
+from typing import TypeGuard, TypeVar
 
 import torch
 from torch import nn
@@ -40,7 +40,7 @@ _agrees: dict[Hashable, bool] = {}
 _warned: set[Hashable] = set()
 
 
-def _same_padding_conv(module: nn.Module) -> bool:
+def _same_padding_conv(module: nn.Module) -> TypeGuard[nn.Conv2d]:
     return (
         isinstance(module, nn.Conv2d)
         and module.bias is not None
@@ -57,20 +57,22 @@ def _same_padding_conv(module: nn.Module) -> bool:
 def _layout(net: GatedConvNet) -> GatedLayout | None:
     """The roles of ``net``'s layers, or ``None`` where its layers are not the ones the kernels stand for."""
     layers = list(net.nn)
-    if len(layers) < 3 or not _same_padding_conv(layers[0]) or not _same_padding_conv(layers[-1]):
+    if len(layers) < 3 or len(layers) % 2 == 0 or not isinstance(layers[-2], ConcatELU):
         return None
-    if not isinstance(layers[-2], ConcatELU) or len(layers) % 2 == 0:
+    first, last = layers[0], layers[-1]
+    if not (_same_padding_conv(first) and _same_padding_conv(last)):
         return None
-    blocks = []
+    blocks: list[tuple[nn.Conv2d, nn.Conv2d, nn.Module]] = []
     for block, norm in zip(layers[1:-2:2], layers[2:-2:2]):
-        if not isinstance(block, GatedBlock) or not isinstance(norm, ChannelLayerNorm):
+        if not isinstance(block, GatedBlock) or not isinstance(norm, ChannelLayerNorm) or len(block.net) != 4:
             return None
-        inner = list(block.net)
-        kinds = [isinstance(inner[i], kind) for i, kind in enumerate((ConcatELU, nn.Conv2d, ConcatELU, nn.Conv2d))]
-        if len(inner) != 4 or not all(kinds) or not (_same_padding_conv(inner[1]) and _same_padding_conv(inner[3])):
+        elu1, conv1, elu2, conv2 = block.net
+        if not (isinstance(elu1, ConcatELU) and isinstance(elu2, ConcatELU)):
             return None
-        blocks.append((inner[1], inner[3], norm))
-    return GatedLayout(first=layers[0], blocks=tuple(blocks), last=layers[-1])
+        if not (_same_padding_conv(conv1) and _same_padding_conv(conv2)):
+            return None
+        blocks.append((conv1, conv2, norm))
+    return GatedLayout(first=first, blocks=tuple(blocks), last=last)
 
 
 def _module_code(net: nn.Module) -> tuple[Hashable, ...]:
@@ -140,7 +142,7 @@ class _FusedForward:
         with torch.no_grad():
             got = gated_conv_net(layout, x, self.compiled, with_grad, traced)
         tolerance = 1e3 * torch.finfo(x.dtype).eps
-        pairs = list(zip(traced, recorded)) + [(got, expected)]
+        pairs = [*zip(traced, recorded), (got, expected)]
         worst = max(_disagreement(a, b) for a, b in pairs) if len(traced) == len(recorded) else float("inf")
         if worst <= tolerance:
             return True
