@@ -67,28 +67,8 @@ def _check_counts(**counts: int | None) -> None:
             raise ValueError(f"{label} must be positive, got {value}")
 
 
-def _check_arguments(
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    max_steps: int | None,
-    limit: int | None,
-    num_nodes: int,
-    importance_samples: int,
-    checkpoint_every: int | None,
-    timing_repeats: int,
-) -> None:
+def _check_settings(lr: float, limit: int | None, batch_size: int, timing_repeats: int) -> None:
     """Refuse settings no run can use, naming the parameter."""
-    _check_counts(
-        epochs=epochs,
-        batch_size=batch_size,
-        importance_samples=importance_samples,
-        num_nodes=num_nodes,
-        max_steps=max_steps,
-        limit=limit,
-        checkpoint_every=checkpoint_every,
-    )
     if timing_repeats < 0:
         raise ValueError(f"timing_repeats must be 0 (no timing) or more, got {timing_repeats}")
     if not (lr > 0 and math.isfinite(lr)):
@@ -189,17 +169,9 @@ def train_flow(
     ``accelerated`` trains through :func:`~nflows_tutorial.acceleration.accelerate` (same numbers,
     less time and memory; ``compile`` as there); the returned model stays accelerated.
     """
-    _check_arguments(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        max_steps=max_steps,
-        limit=limit,
-        num_nodes=num_nodes,
-        importance_samples=importance_samples,
-        checkpoint_every=checkpoint_every,
-        timing_repeats=timing_repeats,
-    )
+    _check_counts(epochs=epochs, batch_size=batch_size, importance_samples=importance_samples, num_nodes=num_nodes)
+    _check_counts(max_steps=max_steps, limit=limit, checkpoint_every=checkpoint_every)
+    _check_settings(lr, limit, batch_size, timing_repeats)
     pl.seed_everything(seed, verbose=False)  # first: the initial weights are drawn when the model is built
     model, name = _model_and_name(name_or_model, name)
     model.lr = lr
