@@ -375,7 +375,7 @@ def _add_download(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_download)
 
 
-# bench (the lead's module, loaded only if present) ---------------------------------------------------------------
+# bench (an optional module, loaded only if present) ---------------------------------------------------------------
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     if importlib.util.find_spec(f"{__package__}.bench") is None:
         return

@@ -73,7 +73,7 @@ class _Kernel:
             for arg in args:
                 if isinstance(arg, torch.Tensor):
                     # One kernel per feature-map shape serves every batch size. Channels and image size
-                    # stay fixed in it: symbolic ones cost vectorization (measured 1.5-4x slower kernels).
+                    # stay fixed in it: symbolic ones cost the compiler its vectorized loops.
                     torch._dynamo.maybe_mark_dynamic(arg, 0)
             try:
                 return self.compiled(*args)

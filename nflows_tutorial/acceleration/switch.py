@@ -106,29 +106,30 @@ def _disagreement(a: torch.Tensor, b: torch.Tensor) -> float:
 class _FusedForward:
     """The ``forward`` of an accelerated network: the fused kernels where they were checked to agree."""
 
-    def __init__(self, net: GatedConvNet, layout: GatedLayout, compiled: bool) -> None:
+    def __init__(self, net: GatedConvNet, compiled: bool) -> None:
         self.net = net
-        self.layout = layout
         self.compiled = compiled
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         net = self.net
         own_forward = type(net).forward
-        if not _kernels_apply(net, x):
+        # Read the layers afresh on every call: a layer replaced after accelerate() is the one that counts.
+        layout = _layout(net)
+        if layout is None or not _kernels_apply(net, x):
             return own_forward(net, x)
         code = _module_code(net)
         with_grad = torch.is_grad_enabled()
         key = (code, tuple(x.shape[1:]), x.dtype, x.device, with_grad, self.compiled)
         x = x.contiguous(memory_format=torch.channels_last)
         if key not in _agrees:
-            _agrees[key] = self._check(x, with_grad, code)
+            _agrees[key] = self._check(layout, x, with_grad, code)
         if not _agrees[key]:
             return own_forward(net, x)
-        return gated_conv_net(self.layout, x, self.compiled, with_grad)
+        return gated_conv_net(layout, x, self.compiled, with_grad)
 
-    def _check(self, x: torch.Tensor, with_grad: bool, code: Hashable) -> bool:
+    def _check(self, layout: GatedLayout, x: torch.Tensor, with_grad: bool, code: Hashable) -> bool:
         """Run the network's own forward and the kernels on ``x``; whether they agree (one warning if not)."""
-        net, layout = self.net, self.layout
+        net = self.net
         watched = [norm for _, _, norm in layout.blocks] + [net.nn[-2]]
         recorded: list[torch.Tensor] = []
         handles = [m.register_forward_hook(lambda _m, _i, out: recorded.append(out)) for m in watched]
@@ -196,12 +197,11 @@ def accelerate(model: M, enabled: bool = True, compile: bool = True) -> M:
             del net.__dict__["forward"]
         elif "forward" in net.__dict__:
             continue  # a forward set on this very instance is the user's, and wins
-        layout = _layout(net) if enabled else None
-        if layout is None:
+        if not enabled or _layout(net) is None:
             net.to(memory_format=torch.contiguous_format)
             continue
         net.to(memory_format=torch.channels_last)
-        net.__dict__["forward"] = _FusedForward(net, layout, compile)
+        net.__dict__["forward"] = _FusedForward(net, compile)
     if enabled and nets:
         if any(p.device.type == "cpu" for p in model.parameters()):
             tune_for_tensors()
