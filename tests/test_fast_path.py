@@ -167,6 +167,21 @@ def test_an_edit_on_one_instance_is_honoured_too():
     assert_same(bpd_and_grads(reference, imgs), got, tol=1e-3)
 
 
+def test_a_layer_replaced_after_accelerate_is_the_one_that_runs():
+    model = accelerate(randomize(create_model("simple"), scale=0.05), compile=False)
+    imgs = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.int32)
+    before = bpd_and_grads(model, imgs)[0]
+    net = modules_of(model, GatedConvNet)[0]
+    replacement = copy.deepcopy(net.nn[0])  # the first convolution, with other weights
+    with torch.no_grad():
+        replacement.weight.mul_(3)
+    net.nn[0] = replacement
+    reference = accelerate(copy.deepcopy(model), enabled=False)
+    got = bpd_and_grads(model, imgs)
+    assert (got[0] - before).abs().max() > 1e-3
+    assert_same(bpd_and_grads(reference, imgs), got)
+
+
 def test_hooks_on_the_modules_see_their_calls_on_an_accelerated_model():
     model = accelerate(create_model("simple"), compile=False)
     seen = []
