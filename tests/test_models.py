@@ -6,11 +6,10 @@ import math
 
 import pytest
 import torch
+from helpers import randomize
 
 from nflows_tutorial import ImageFlow, SplitFlow, create_model, create_simple_flow
 from nflows_tutorial.pretrained import CheckpointError, load_state_dict_checked, read_checkpoint
-
-from helpers import randomize
 
 
 @pytest.mark.parametrize("name,use_vardeq", [("simple", False), ("vardeq", True)])
@@ -55,7 +54,7 @@ def test_whole_model_round_trip_with_noise_held(name, dtype, tol):
     imgs = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.int32)
     noise = torch.rand(2, 1, 28, 28, dtype=dtype)
     with torch.no_grad():
-        z0, ldj0 = model.flows[0](imgs, torch.zeros(2, dtype=dtype), noise=noise)
+        z0, _ = model.flows[0](imgs, torch.zeros(2, dtype=dtype), noise=noise)
         z, ldj, splits = run_layers(model, z0)
         assert z.shape[1:] == model.latent_shape
         back, ldj_back = reverse_layers(model, z, ldj, splits)
