@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import modules_of, randomize
 from torch.nn import Conv2d
 
 import nflows_tutorial
 from nflows_tutorial import ConcatELU, CouplingLayer, GatedBlock, GatedConvNet, accelerate, create_model
 from nflows_tutorial.acceleration import compilation_works, is_accelerated, kernels
 from nflows_tutorial.memory import activation_bytes
+
+from helpers import modules_of, randomize
 
 MODEL_NAMES = ["simple", "vardeq", "multiscale"]
 

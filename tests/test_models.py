@@ -6,10 +6,11 @@ import math
 
 import pytest
 import torch
-from helpers import randomize
 
 from nflows_tutorial import ImageFlow, SplitFlow, create_model, create_simple_flow
 from nflows_tutorial.pretrained import CheckpointError, load_state_dict_checked, read_checkpoint
+
+from helpers import randomize
 
 
 @pytest.mark.parametrize("name,use_vardeq", [("simple", False), ("vardeq", True)])

@@ -12,11 +12,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from test_cli import run_cli, start_cli
 
 from nflows_tutorial.data import ImageDataset
 from nflows_tutorial.pretrained import load_pretrained, read_checkpoint
 from nflows_tutorial.training import ResumableBatches, TrainingError, check_writable, run_paths, train_flow
+
+from test_cli import run_cli, start_cli
 
 # A training run a 2-core machine finishes in about a minute: 3 steps of 8 images per epoch.
 STEPS_PER_EPOCH = 3
