@@ -1,4 +1,4 @@
-"""Benchmarks: the plain and the fast path of each model side by side, on this machine."""
+"""Benchmarks: the plain and the accelerated path of each model side by side, on this machine."""
 
 from __future__ import annotations
 
@@ -10,13 +10,16 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-__all__ = ["add_arguments", "run", "measure", "activation_bytes", "format_table"]
+from .timing import time_calls
 
-#: Sizes of the issue's table: batch 128 for a training step, 64 for likelihood and sampling.
+__all__ = ["add_arguments", "run", "measure", "format_table"]
+
+#: Sizes of the README's speed table: batch 128 for a training step, 64 for likelihood and sampling.
 FULL = {"train_batch": 128, "eval_batch": 64, "repeats": 3}
 TINY = {"train_batch": 8, "eval_batch": 4, "repeats": 1}
 
@@ -26,28 +29,8 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _best_of(repeats: int, fn) -> float:
-    fn()  # warm-up: allocator, kernel selection, compilation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def activation_bytes(model: torch.nn.Module, imgs: torch.Tensor) -> int:
-    """Bytes of the distinct tensors autograd keeps from the forward pass of a training step on ``imgs``
-    for its backward pass (what grows with the batch; the peak adds the backward pass's own buffers)."""
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model.bits_per_dim(imgs)
-    return sum(storages.values())
+def _best_of(repeats: int, fn: Callable[[], Any]) -> float:
+    return min(time_calls(fn, repeats, warmup=1))
 
 
 def _convolution_seconds(fn) -> float:
@@ -59,20 +42,23 @@ def _convolution_seconds(fn) -> float:
 
 
 def measure(
-    name: str, fast: bool, train_batch: int, eval_batch: int, repeats: int, compile_networks: bool = True
+    name: str, accelerated: bool, train_batch: int, eval_batch: int, repeats: int, compile: bool = True
 ) -> dict[str, Any]:
     """Time one model on one path: training step, likelihood and sampling; peak memory of a training step.
 
-    Meant to run in a fresh process (see :func:`run`), so that the memory high-water mark belongs to it.
+    ``accelerated`` puts the model through :func:`~nflows_tutorial.acceleration.accelerate` (with
+    ``compile``). Meant to run in a fresh process (see :func:`run`), so that the memory high-water
+    mark belongs to it.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
+    from .acceleration import accelerate, compilation_works
     from .builders import create_model
 
     torch.manual_seed(0)
     model = create_model(name)
-    model.fast = fast
-    model.compile_networks = fast and compile_networks
+    if accelerated:
+        accelerate(model, compile=compile)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     train_imgs = torch.randint(0, 256, (train_batch, *model.image_shape), dtype=torch.int32)
     eval_imgs = torch.randint(0, 256, (eval_batch, *model.image_shape), dtype=torch.int32)
@@ -96,7 +82,7 @@ def measure(
             model.bits_per_dim(eval_imgs)
     return {
         "model": name,
-        "path": ("fast" if model.compile_networks else "fast, eager kernels") if fast else "plain",
+        "path": ("fast" if compile and compilation_works() else "fast, eager kernels") if accelerated else "plain",
         "train_batch": train_batch,
         "train_images_per_s": train_batch / train_s,
         "train_peak_bytes": peak,
@@ -143,30 +129,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     parser.add_argument("--threads", type=_thread_count, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument(
-        "--no-compile", dest="compile", action="store_false",
-        help="fast path with eager pointwise kernels instead of compiled ones",
+        "--no-compile",
+        dest="compile",
+        action="store_false",
+        help="accelerated path with eager pointwise kernels instead of compiled ones",
     )
 
 
-def _child(name: str, fast: bool, sizes: dict[str, int], threads: int | None, compile_networks: bool) -> dict[str, Any]:
+def _child(name: str, accelerated: bool, sizes: dict[str, int], threads: int | None, compile: bool) -> dict[str, Any]:
+    set_threads = f"torch.set_num_threads({threads}); " if threads else ""
     code = (
         "import json, sys, torch; from nflows_tutorial.bench import measure; "
-        f"{'torch.set_num_threads(%d); ' % threads if threads else ''}"
-        f"print(json.dumps(measure({name!r}, {fast}, compile_networks={compile_networks}, **{sizes!r})))"
+        f"{set_threads}"
+        f"print(json.dumps(measure({name!r}, {accelerated}, compile={compile}, **{sizes!r})))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"bench of {name} ({'fast' if fast else 'plain'}) failed:\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"bench of {name} ({'fast' if accelerated else 'plain'}) failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print the table (or JSON). Returns the exit code."""
-    from .builders import MODEL_NAMES
+    from .builders import check_model_name
 
-    unknown = sorted(set(args.model) - set(MODEL_NAMES))
-    if unknown:
-        print(f"bench: unknown model {', '.join(unknown)}; choose from {', '.join(MODEL_NAMES)}", file=sys.stderr)
+    try:
+        for name in args.model:
+            check_model_name(name)
+    except ValueError as err:
+        print(f"bench: {err}", file=sys.stderr)
         return 2
     sizes = TINY if args.tiny else FULL
     rows = []
@@ -201,16 +192,18 @@ def format_table(rows: list[dict[str, Any]], machine: dict[str, Any]) -> str:
     table = []
     for r in rows:
         fast = r["fast"]
-        table.append([
-            r["model"],
-            pair(r, "train_images_per_s", fmt="{:.0f}", higher_is_better=True),
-            f"{fast['train_convolution_s']:.2f} of {fast['train_batch'] / fast['train_images_per_s']:.2f}",
-            pair(r, "train_peak_bytes", scale=1 / 2**30, higher_is_better=True, ratio_word=" the memory"),
-            pair(r, "likelihood_s"),
-            f"{fast['likelihood_convolution_s']:.2f} of {fast['likelihood_s']:.2f}",
-            pair(r, "sampling_s"),
-            f"{fast['likelihood_gflop'] / fast['likelihood_s']:.0f}",
-        ])
+        table.append(
+            [
+                r["model"],
+                pair(r, "train_images_per_s", fmt="{:.0f}", higher_is_better=True),
+                f"{fast['train_convolution_s']:.2f} of {fast['train_batch'] / fast['train_images_per_s']:.2f}",
+                pair(r, "train_peak_bytes", scale=1 / 2**30, higher_is_better=True, ratio_word=" the memory"),
+                pair(r, "likelihood_s"),
+                f"{fast['likelihood_convolution_s']:.2f} of {fast['likelihood_s']:.2f}",
+                pair(r, "sampling_s"),
+                f"{fast['likelihood_gflop'] / fast['likelihood_s']:.0f}",
+            ]
+        )
     sizes = machine["sizes"]
     headers = [
         "model",

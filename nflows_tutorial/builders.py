@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .layers import CouplingLayer, Dequantization, SplitFlow, SqueezeFlow, VariationalDequantization
+from .layers import CouplingLayer, Dequantization, FlowLayer, SplitFlow, SqueezeFlow, VariationalDequantization
 from .masks import create_channel_mask, create_checkerboard_mask
 from .model import ImageFlow
 from .networks import GatedConvNet
 
-__all__ = ["create_simple_flow", "create_multiscale_flow", "create_model", "MODEL_NAMES"]
+__all__ = ["create_simple_flow", "create_multiscale_flow", "create_model", "check_model_name", "MODEL_NAMES"]
 
 IMAGE_SHAPE = (1, 28, 28)
 
@@ -45,14 +45,14 @@ def _variational_dequantization() -> VariationalDequantization:
 
 def create_simple_flow(use_vardeq: bool = True) -> ImageFlow:
     """Single-scale flow: (variational) dequantization, then 8 checkerboard couplings (hidden 32)."""
-    dequant = _variational_dequantization() if use_vardeq else Dequantization()
+    dequant: FlowLayer = _variational_dequantization() if use_vardeq else Dequantization()
     return ImageFlow([dequant, *_checkerboard_couplings(8, hidden=32)], image_shape=IMAGE_SHAPE)
 
 
 def create_multiscale_flow() -> ImageFlow:
     """Multi-scale flow: variational dequantization; 2 couplings at 1x28x28; squeeze; 2 at 4x14x14;
     split; squeeze; 4 at 8x7x7 (hidden 32, 48, 64)."""
-    flows = [
+    flows: list[FlowLayer] = [
         _variational_dequantization(),
         *_checkerboard_couplings(2, hidden=32),
         SqueezeFlow(),
@@ -72,10 +72,20 @@ _BUILDERS: dict[str, Callable[[], ImageFlow]] = {
 MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 
 
+def check_model_name(name: str) -> str:
+    """Return ``name`` if it is one of :data:`MODEL_NAMES`; otherwise raise a ``ValueError`` listing them.
+
+    Example:
+        >>> check_model_name("multiscal")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown model 'multiscal'; choose one of simple, vardeq, multiscale
+    """
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    return name
+
+
 def create_model(name: str) -> ImageFlow:
     """Build a fresh model by name: one of ``simple``, ``vardeq``, ``multiscale``."""
-    try:
-        builder = _BUILDERS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}") from None
-    return builder()
+    return _BUILDERS[check_model_name(name)]()

@@ -40,6 +40,12 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _as_flags(message: str) -> str:
+    """A library message with the command line's words: ``out_dir=...`` becomes ``--out-dir ...``, ``resume=True`` ``--resume``."""
+    message = re.sub(r"\b([a-z][a-z_]*)=True\b", lambda m: "--" + m[1].replace("_", "-"), message)
+    return re.sub(r"\b([a-z][a-z_]*)=(?=\S)", lambda m: "--" + m[1].replace("_", "-") + " ", message)
+
+
 # Argument types ----------------------------------------------------------------------------------------
 def _number(convert: Callable[[str], Any], accept: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
     """An argparse type: ``convert`` the text, then refuse values ``accept`` rejects, naming ``what`` was expected."""
@@ -151,7 +157,7 @@ def _add_checkpoint_source(parser: argparse.ArgumentParser) -> None:
 
 def _add_compile(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-compile", dest="compile", action="store_false",
-                        help="run the fast path's pointwise kernels eagerly instead of through torch.compile "
+                        help="run the accelerated path's pointwise kernels eagerly instead of through torch.compile "
                              "(no compiler wait, slower)")
 
 
@@ -197,12 +203,12 @@ def _check_writable_output(path: Path) -> None:
 
 
 def _load(name: str, args: argparse.Namespace):
+    from .acceleration import accelerate
     from .pretrained import load_pretrained
 
     model, result = load_pretrained(name, checkpoint_dir=args.checkpoint_dir, download=not args.offline,
                                     device=_device(args.device), progress=not args.quiet)
-    model.compile_networks = args.compile
-    return model, result
+    return accelerate(model, compile=args.compile), result
 
 
 def _dataset(split: str, args: argparse.Namespace):
@@ -275,15 +281,9 @@ def _run_train(args: argparse.Namespace) -> int:
 
     if args.num_nodes > 1:
         _announce_nodes(args.num_nodes)
-    model = args.model
-    if not args.compile:
-        from .builders import create_model
-
-        model = create_model(args.model)
-        model.compile_networks = False
     try:
         _, result = train_flow(
-            model, name=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_steps=args.max_steps,
+            args.model, compile=args.compile, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_steps=args.max_steps,
             max_time=args.max_time, limit=args.limit, accelerator=args.accelerator, devices=args.devices,
             strategy=args.strategy, num_nodes=args.num_nodes, precision=args.precision, resume=args.resume,
             overwrite=args.overwrite, out_dir=args.out_dir, seed=args.seed,
@@ -291,12 +291,12 @@ def _run_train(args: argparse.Namespace) -> int:
             timing_repeats=args.repeats if args.timing else 0, progress=not args.quiet,
         )
     except NonFiniteLossError as err:
-        _say(f"training stopped: {err}")
+        _say(f"training stopped: {_as_flags(str(err))}")
         return 1
     except UnwritableOutputError as err:
         raise _MachineError(str(err)) from None
     except TrainingError as err:
-        raise _UsageError(str(err)) from None
+        raise _UsageError(_as_flags(str(err))) from None
     except OSError as err:
         # Checkpoints are renamed into place only when complete, so the last one on disk is intact.
         problem = "the disk filled up" if err.errno in (errno.ENOSPC, errno.EDQUOT) else (err.strerror or str(err))
@@ -470,7 +470,7 @@ def _add_teaching(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(run=_run_teaching)
 
 
-# bench (the lead's module, loaded only if present) ---------------------------------------------------------------
+# bench (an optional module, loaded only if present) --------------------------------------------------------------
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     if importlib.util.find_spec(f"{__package__}.bench") is None:
         return

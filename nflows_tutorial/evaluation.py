@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import statistics
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence, Sized
+from typing import Any, cast
 
 import torch
 
 from .data import ImageDataset, make_loader
-from .model import ImageFlow
+from .model import ImageFlow, bits_per_dim
+from .seeding import seeded
+from .timing import time_calls
 
 __all__ = [
-    "seeded",
+    "IMAGES_PER_PASS",
+    "log_likelihood_in_passes",
     "evaluate_bpd",
     "time_likelihood",
     "time_sampling",
@@ -38,17 +40,32 @@ def _images(batch: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
     return batch if isinstance(batch, torch.Tensor) else batch[0]
 
 
-@contextmanager
-def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
-    """Run a block with the global random generators (CPU and ``device``) seeded with ``seed``, and put
-    them back as they were afterwards; with ``seed=None`` the block just uses them as they are."""
-    if seed is None:
-        yield
-        return
-    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
-        yield
+#: Most images pushed through the flow at once when importance samples are stacked on a batch: past
+#: this the feature maps fall out of a CPU's caches (the README's speed section has the measurements).
+IMAGES_PER_PASS = 64
+
+
+def log_likelihood_in_passes(
+    model: ImageFlow, imgs: torch.Tensor, importance_samples: int, images_per_pass: int = IMAGES_PER_PASS
+) -> torch.Tensor:
+    """The estimate of :meth:`ImageFlow.log_likelihood`, with several draws stacked into one pass.
+
+    The ``importance_samples`` draws of the dequantization noise go through the network as copies of
+    the batch stacked together, up to ``images_per_pass`` images per pass, which keeps a small batch
+    from leaving the machine idle. Returns one log-likelihood in nats per image.
+    """
+    if importance_samples < 1:
+        raise ValueError(f"importance_samples must be at least 1, got {importance_samples}")
+    if images_per_pass < 1:
+        raise ValueError(f"images_per_pass must be at least 1, got {images_per_pass}")
+    batch = imgs.shape[0]
+    draws_per_pass = max(1, images_per_pass // max(batch, 1))
+    estimates = []
+    for start in range(0, importance_samples, draws_per_pass):
+        draws = min(draws_per_pass, importance_samples - start)
+        stacked = imgs.repeat(draws, 1, 1, 1) if draws > 1 else imgs
+        estimates.append(model.log_likelihood(stacked).view(draws, batch))
+    return torch.logsumexp(torch.cat(estimates), dim=0) - math.log(importance_samples)
 
 
 def evaluate_bpd(
@@ -61,8 +78,8 @@ def evaluate_bpd(
 ) -> float:
     """Mean bits per dimension over every image the loader yields (each image counts once).
 
-    Each image's likelihood is the importance-sampled estimate of
-    :meth:`ImageFlow.log_likelihood` with ``importance_samples`` dequantization draws. With a
+    Each image's likelihood is the importance-sampled estimate of :meth:`ImageFlow.log_likelihood`
+    with ``importance_samples`` dequantization draws (see :func:`log_likelihood_in_passes`). With a
     ``seed`` the draws are reproducible and the caller's random state is left as it was.
     Runs under ``torch.inference_mode`` on the model's device, in eval mode; ``progress`` shows a
     bar labelled ``desc``.
@@ -76,13 +93,13 @@ def evaluate_bpd(
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(loader, total=len(loader) if hasattr(loader, "__len__") else None, desc=desc, leave=False)
+        batches = tqdm(loader, total=len(loader) if isinstance(loader, Sized) else None, desc=desc, leave=False)
     model.eval()
     try:
         with seeded(seed, device), torch.inference_mode():
             for batch in batches:
                 imgs = _images(batch).to(device)
-                bpd = model.bits_per_dim(imgs, importance_samples)
+                bpd = bits_per_dim(log_likelihood_in_passes(model, imgs, importance_samples), model.dims)
                 total += float(bpd.double().sum())
                 count += imgs.shape[0]
     finally:
@@ -90,27 +107,6 @@ def evaluate_bpd(
     if count == 0:
         raise ValueError("the loader yielded no images, so there is nothing to evaluate")
     return total / count
-
-
-def _median_seconds(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int) -> float:
-    """Median wall time of ``fn()`` after ``warmup`` untimed calls (which absorb one-off start-up costs)."""
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"repeats must be at least 1 and warmup at least 0, got {repeats} and {warmup}")
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def time_likelihood(model: ImageFlow, batch_size: int = 64, repeats: int = 5, warmup: int = 1) -> float:
@@ -122,12 +118,12 @@ def time_likelihood(model: ImageFlow, batch_size: int = 64, repeats: int = 5, wa
     gen = torch.Generator().manual_seed(0)
     imgs = torch.randint(0, 256, (batch_size, *model.image_shape), generator=gen, dtype=torch.int32).to(model.device)
     with torch.inference_mode():
-        return _median_seconds(lambda: model.log_likelihood(imgs), model.device, repeats, warmup)
+        return statistics.median(time_calls(lambda: model.log_likelihood(imgs), repeats, warmup, model.device))
 
 
 def time_sampling(model: ImageFlow, batch_size: int = 64, repeats: int = 5, warmup: int = 1) -> float:
     """Seconds to draw one batch of ``batch_size`` images (median of ``repeats``, after ``warmup``)."""
-    return _median_seconds(lambda: model.sample(batch_size), model.device, repeats, warmup)
+    return statistics.median(time_calls(lambda: model.sample(batch_size), repeats, warmup, model.device))
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -149,6 +145,7 @@ def stored_numbers(result: Mapping[str, Any]) -> dict[str, float | None]:
     seconds per batch of 64 as ``time`` (likelihood, per importance sample) and ``samp_time``.
     Missing entries come back as ``None``.
     """
+
     def ms(key: str) -> float | None:
         value = result.get(key)
         return None if value is None else 1000.0 * float(value)
@@ -187,9 +184,10 @@ def results_row(
         if split not in ("val", "test"):
             raise ValueError(f"the table has validation and test columns; got a split named {split!r}")
         loader = make_loader(dataset, batch_size, limit=limit)
-        images[split] = len(loader.dataset)
-        row[f"{split}_bpd"] = evaluate_bpd(model, loader, importance_samples, seed=seed, progress=progress,
-                                           desc=f"{name} {split}")
+        images[split] = len(cast(Sized, loader.dataset))
+        row[f"{split}_bpd"] = evaluate_bpd(
+            model, loader, importance_samples, seed=seed, progress=progress, desc=f"{name} {split}"
+        )
     if repeats is not None:
         row["inference_ms"] = 1000 * time_likelihood(model, repeats=repeats)
         row["sampling_ms"] = 1000 * time_sampling(model, repeats=repeats)

@@ -6,6 +6,7 @@ import inspect
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from pygments import highlight
@@ -34,7 +35,7 @@ class SourceView:
         return f"# {self.title}\n{self.code}"
 
 
-def show_source(obj: object, *members: str) -> SourceView:
+def show_source(obj: type | Callable[..., Any], *members: str) -> SourceView:
     """Source of a class, function or method of the package, for display in a notebook.
 
     With ``members`` (method names of a class) only those methods are shown, in the given order,

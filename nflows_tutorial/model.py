@@ -9,13 +9,23 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from .fused import compilation_works
-from .networks import GatedConvNet
+from .layers import FlowLayer
 from .prior import standard_normal_log_prob
 
 __all__ = ["ImageFlow", "bits_per_dim"]
 
 LOG2_E = math.log2(math.e)
+
+
+def _modules(flows: Sequence[FlowLayer]) -> list[nn.Module]:
+    """The layers as modules (so their parameters are registered), refusing anything that is not one."""
+    for i, layer in enumerate(flows):
+        if not isinstance(layer, nn.Module):
+            raise TypeError(
+                f"flows[{i}] is a {type(layer).__name__}, not a torch.nn.Module; write each layer as a Module "
+                f"whose forward(z, ldj, reverse=False) returns (z, ldj)"
+            )
+    return [layer for layer in flows if isinstance(layer, nn.Module)]
 
 
 def bits_per_dim(log_px: torch.Tensor, dims: int) -> torch.Tensor:
@@ -69,68 +79,24 @@ class ImageFlow(pl.LightningModule):
         latent_shape: ``(C, H, W)`` of the latent that :meth:`sample` starts from.
         importance_samples: dequantization draws averaged per image in :meth:`test_step`.
         lr: Adam learning rate. lr_gamma: factor applied to it after every epoch.
-        fast: run the conditioners through :mod:`nflows_tutorial.fused`: channels-last memory and
-            hand-written backward passes that recompute activations instead of storing them (same
-            numbers, less time, about a third of the memory in training); ``False`` gives the plain
-            autograd path, for debugging and side-by-side comparison.
-        compile_networks: run the fast path's pointwise kernels through ``torch.compile`` (the first
-            batch of each feature-map shape waits a few seconds for the compiler). Falls back to
-            eager execution, with a warning, where compiling fails.
     """
-
-    #: Most images pushed through the flow at once when importance samples are stacked on a batch.
-    #: Past this the feature maps fall out of the CPU caches: on a 2-core CPU, scoring took 7.5 ms per
-    #: image and draw in passes of 64 images, 9.7 ms in passes of 128.
-    max_images_per_pass = 64
 
     def __init__(
         self,
-        flows: Sequence[nn.Module],
+        flows: Sequence[FlowLayer],
         image_shape: Sequence[int] = (1, 28, 28),
         latent_shape: Sequence[int] | None = None,
         importance_samples: int = 8,
         lr: float = 1e-3,
         lr_gamma: float = 0.99,
-        fast: bool = True,
-        compile_networks: bool = True,
     ) -> None:
         super().__init__()
-        self.flows = nn.ModuleList(flows)
+        self.flows = nn.ModuleList(_modules(flows))
         self.image_shape = tuple(image_shape)
         self.latent_shape = tuple(image_shape if latent_shape is None else latent_shape)
         self.importance_samples = importance_samples
         self.lr = lr
         self.lr_gamma = lr_gamma
-        self.fast = fast
-        self.compile_networks = compile_networks
-
-    @property
-    def fast(self) -> bool:
-        """Whether the speed-ups are on (see the class docstring); assign to switch."""
-        return self._fast
-
-    @fast.setter
-    def fast(self, on: bool) -> None:
-        memory_format = torch.channels_last if on else torch.contiguous_format
-        for module in self.modules():
-            if isinstance(module, GatedConvNet):
-                module.fast = bool(on)
-        self.to(memory_format=memory_format)
-        self._fast = bool(on)
-
-    @property
-    def compile_networks(self) -> bool:
-        """Whether the fast path's pointwise kernels run through ``torch.compile``; assign to switch.
-
-        Reads ``False`` where compiling failed and the kernels fell back to eager execution.
-        """
-        return compilation_works() and any(m.compiled for m in self.modules() if isinstance(m, GatedConvNet))
-
-    @compile_networks.setter
-    def compile_networks(self, on: bool) -> None:
-        for module in self.modules():
-            if isinstance(module, GatedConvNet):
-                module.compiled = bool(on)
 
     @property
     def dims(self) -> int:
@@ -155,24 +121,18 @@ class ImageFlow(pl.LightningModule):
     def log_likelihood(self, imgs: torch.Tensor, importance_samples: int = 1) -> torch.Tensor:
         """Return the per-image log-likelihood estimate in nats.
 
-        With ``M = importance_samples`` draws of the dequantization noise the estimate is
+        Each of the ``M = importance_samples`` draws of the dequantization noise ``u_m`` gives
+        ``log p(x + u_m) = log N(f(x + u_m)) + ldj``; the estimate is their log-mean-exp,
         ``logsumexp_m log p(x + u_m) - log M``: a lower bound on ``log P(x)`` that tightens as ``M`` grows.
-        Several draws go through the network in one batch, up to :attr:`max_images_per_pass` images.
         """
         _check_image_batch(imgs, self.image_shape)
         if importance_samples < 1:
             raise ValueError(f"importance_samples must be at least 1, got {importance_samples}")
-        batch = imgs.shape[0]
-        draws_per_pass = max(1, self.max_images_per_pass // max(batch, 1))
-        estimates = []
-        for start in range(0, importance_samples, draws_per_pass):
-            draws = min(draws_per_pass, importance_samples - start)
-            z, ldj = self.encode(imgs.repeat(draws, 1, 1, 1) if draws > 1 else imgs)
-            estimates.append((ldj + standard_normal_log_prob(z)).view(draws, batch))
-        log_px = torch.cat(estimates)
-        if importance_samples == 1:
-            return log_px[0]
-        return torch.logsumexp(log_px, dim=0) - math.log(importance_samples)
+        draws = []
+        for _ in range(importance_samples):
+            z, ldj = self.encode(imgs)
+            draws.append(ldj + standard_normal_log_prob(z))
+        return torch.logsumexp(torch.stack(draws), dim=0) - math.log(importance_samples)
 
     def bits_per_dim(self, imgs: torch.Tensor, importance_samples: int = 1) -> torch.Tensor:
         """Return the per-image negative log-likelihood in bits per dimension (see :meth:`log_likelihood`)."""
@@ -203,7 +163,7 @@ class ImageFlow(pl.LightningModule):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Run the layers backwards from a final latent ``z`` to integer images (split-off channels are drawn)."""
         log_det = torch.zeros(z.shape[0], device=z.device, dtype=z.dtype)
-        for layer in self.flows[::-1]:
+        for layer in reversed(self.flows):
             z, log_det = layer(z, log_det, reverse=True)
         return z
 

@@ -6,8 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fused import gated_conv_net
-
 __all__ = ["ConcatELU", "ChannelLayerNorm", "GatedBlock", "GatedConvNet"]
 
 
@@ -87,19 +85,12 @@ class GatedConvNet(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(c_in, hidden, kernel_size=3, padding=1)]
         for _ in range(num_layers):
             layers += [GatedBlock(hidden), ChannelLayerNorm(hidden)]
-        layers += [ConcatELU(), nn.Conv2d(2 * hidden, c_out, kernel_size=3, padding=1)]
+        last = nn.Conv2d(2 * hidden, c_out, kernel_size=3, padding=1)
+        for param in last.parameters():  # weight and bias: a fresh coupling is the identity
+            nn.init.zeros_(param)
+        layers += [ConcatELU(), last]
         self.nn = nn.Sequential(*layers)
-        nn.init.zeros_(self.nn[-1].weight)
-        nn.init.zeros_(self.nn[-1].bias)
         self.c_in = c_in
-        # Set by ImageFlow.fast / ImageFlow.compile_networks; plain autograd by default.
-        self.fast = False
-        self.compiled = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.fast or torch.is_autocast_enabled(x.device.type):
-            # Mixed precision mixes dtypes in ways only autograd's own backward formulas follow.
-            return self.nn(x)
-        # The same layers through nflows_tutorial.fused: channels-last memory (the convolutions' native
-        # layout), hand-written backward passes that recompute activations instead of storing them.
-        return gated_conv_net(self.nn, x.contiguous(memory_format=torch.channels_last), self.compiled)
+        return self.nn(x)

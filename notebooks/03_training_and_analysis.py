@@ -69,12 +69,14 @@ from nflows_tutorial import (
     MODEL_NAMES,
     ImageFlow,
     VariationalDequantization,
+    accelerate,
     create_model,
     load_mnist,
     make_loader,
 )
 from nflows_tutorial.evaluation import results_row, results_table, seeded
 from nflows_tutorial.literate import show_source
+from nflows_tutorial.memory import activation_bytes
 from nflows_tutorial.plots import (
     plot_dequantization_histogram,
     plot_image_panels,
@@ -203,7 +205,8 @@ def get_model(name: str) -> tuple[ImageFlow, dict, str, Path | None]:
         return model.to(device).eval(), {}, "trained here", run_paths(name, out_dir)["run"]
     try:
         model, result = load_pretrained(name, device=device, progress=False)
-        return model, result, "published checkpoint", None
+        # The fused kernels are written for CPUs; on a GPU the plain modules are fast already.
+        return accelerate(model, enabled=device.type == "cpu"), result, "published checkpoint", None
     except CheckpointError as err:
         # The reason (URL, folder, server answer) is one command away: `python -m nflows_tutorial download NAME`.
         print(f"The published {name!r} checkpoint cannot be had here ({type(err).__name__}).")
@@ -714,24 +717,22 @@ check_layer(householder, torch.randn(3, 4, 3, 3))
 # twice the channels), their inputs, the gate's sigmoid, the layer norm's input, and so on, for each
 # of the 24 blocks of a model. At the published batch of 128 images that is several gigabytes.
 #
-# By default (`model.fast = True`) the conditioners run through `nflows_tutorial.fused`, which has
+# `accelerate(model)` runs the conditioners through the fused kernels of `nflows_tutorial.acceleration`, which have
 # a hand-written backward pass for the gated block: it keeps the block's input and its two
 # convolution outputs and recomputes the cheap activations when the gradient arrives. It also
 # computes concatenated ELU with one exponential per value instead of two, because for
 # $e = \exp(-|x|) - 1$ we have $\mathrm{elu}(x) = \max(x, e)$ and $\mathrm{elu}(-x) = \max(-x, e)$.
 # The numbers do not change (the tests compare bpd and every gradient with the plain path);
-# `model.fast = False` switches back to plain autograd. The cell counts what autograd keeps for one
+# `accelerate(model, enabled=False)` switches back to plain autograd. The cell counts what autograd keeps for one
 # step on 16 images; `python -m nflows_tutorial bench` measures time and peak memory on your machine.
 
 # %%
-from nflows_tutorial.bench import activation_bytes
-
 probe = create_model("vardeq")
 batch = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.int32)
 kept = {}
-for fast in (False, True):
-    probe.fast = fast
-    kept[fast] = activation_bytes(probe, batch)
-    print(f"fast={fast!s:<5}  autograd keeps {kept[fast] / 2**20:5.1f} MiB for a step on 16 images")
-print(f"the fast path keeps {kept[True] / kept[False]:.2f}x of what the plain path keeps")
+for accelerated in (False, True):
+    accelerate(probe, enabled=accelerated, compile=False)
+    kept[accelerated] = activation_bytes(probe, batch)
+    print(f"accelerated={accelerated!s:<5}  autograd keeps {kept[accelerated] / 2**20:5.1f} MiB for a step on 16 images")
+print(f"the accelerated path keeps {kept[True] / kept[False]:.2f}x of what the plain path keeps")
 

@@ -10,3 +10,8 @@ def randomize(module: torch.nn.Module, scale: float = 0.2) -> torch.nn.Module:
         for p in module.parameters():
             p.add_(torch.randn_like(p) * scale)
     return module
+
+
+def modules_of(model: torch.nn.Module, cls: type) -> list:
+    """The submodules of ``model`` that are instances of ``cls``, in order."""
+    return [m for m in model.modules() if isinstance(m, cls)]

@@ -7,7 +7,7 @@ import sys
 from nflows_tutorial.bench import format_table
 
 
-def test_bench_tiny_reports_both_paths_with_measured_memory():
+def test_bench_tiny_reports_both_paths_with_measured_memory(mnist_root):
     done = subprocess.run(
         [sys.executable, "-m", "nflows_tutorial", "bench", "--model", "simple", "--tiny", "--json", "--threads", "1"],
         capture_output=True,

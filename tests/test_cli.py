@@ -13,9 +13,7 @@ import torch
 from PIL import Image
 
 from nflows_tutorial import cli
-from nflows_tutorial.data import load_mnist
 from nflows_tutorial.pretrained import REGISTRY, load_pretrained, read_checkpoint
-from nflows_tutorial.sampling import interpolate, save_image_grid
 
 ROOT = Path(__file__).resolve().parent.parent
 # Small enough for a shared 2-core machine: 8 images, one dequantization draw each, no speed runs.
@@ -189,22 +187,6 @@ def test_interpolate_writes_one_row_per_pair(tmp_path, published_dir, mnist_root
     assert Image.open(out).size == (5 * 30 + 2, 2 * 30 + 2)
 
 
-@pytest.mark.parametrize("name", ["simple", "vardeq"])
-def test_interpolation_runs_from_the_first_image_to_the_second(name, published_dir, mnist_root):
-    model, _ = load_pretrained(name, checkpoint_dir=published_dir, download=False, device="cpu")
-    images = load_mnist("test").images[:2].to(torch.int32)
-    path = interpolate(model, images[0], images[1], num_steps=4)
-    assert path.shape == (4, 1, 28, 28) and path.dtype == torch.int32
-    # Encoding then decoding gives the image back, up to one grey level where float32 rounds.
-    assert (path[0] - images[0]).abs().max() <= 1 and (path[-1] - images[1]).abs().max() <= 1
-    assert not torch.equal(path[1], path[0])
-
-
-def test_save_image_grid_refuses_other_formats(tmp_path):
-    with pytest.raises(ValueError, match=r"\.png"):
-        save_image_grid(torch.zeros(2, 1, 28, 28, dtype=torch.int32), tmp_path / "grid.svg")
-
-
 # download ---------------------------------------------------------------------------------------------------------
 def test_download_fetches_named_checkpoints_and_reports_the_rest(tmp_path, published_dir, capsys, monkeypatch):
     monkeypatch.setenv("NFLOWS_TUTORIAL_CHECKPOINT_URL", published_dir.as_uri() + "/")  # a folder as a mirror
@@ -222,7 +204,7 @@ def test_download_fetches_named_checkpoints_and_reports_the_rest(tmp_path, publi
     assert captured.err.startswith("multiscale: failed")
 
 
-# bench (the lead's module) ------------------------------------------------------------------------------------
+# bench ------------------------------------------------------------------------------------
 def test_a_broken_bench_module_leaves_the_other_commands_working(monkeypatch, capsys):
     import importlib
 

@@ -12,6 +12,7 @@ from nflows_tutorial.evaluation import (
     TABLE_COLUMNS,
     count_parameters,
     evaluate_bpd,
+    log_likelihood_in_passes,
     results_row,
     results_table,
     stored_numbers,
@@ -44,6 +45,21 @@ def test_bpd_is_the_mean_over_images_not_over_batches(tiny_flow, ten_images):
     per_image = torch.cat(per_batch)
     assert got == pytest.approx(per_image.mean().item(), rel=1e-6)
     assert got != pytest.approx(torch.stack([b.mean() for b in per_batch]).mean().item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("images_per_pass", [1, 8, 20, 64])
+def test_stacking_draws_into_passes_gives_the_plain_estimate_with_the_same_noise(tiny_flow, ten_images, images_per_pass):
+    imgs = ten_images.images[:4].to(torch.int32)
+    torch.manual_seed(3)
+    plain = tiny_flow.log_likelihood(imgs, importance_samples=5)
+    torch.manual_seed(3)
+    stacked = log_likelihood_in_passes(tiny_flow, imgs, 5, images_per_pass=images_per_pass)
+    torch.testing.assert_close(stacked, plain, rtol=1e-6, atol=1e-4)
+    torch.manual_seed(3)
+    single = torch.stack([tiny_flow.log_likelihood(imgs) for _ in range(5)])
+    torch.testing.assert_close(plain, torch.logsumexp(single, 0) - math.log(5), rtol=1e-6, atol=1e-4)
+    with pytest.raises(ValueError, match="images_per_pass must be at least 1"):
+        log_likelihood_in_passes(tiny_flow, imgs, 5, images_per_pass=0)
 
 
 def test_a_seed_makes_bpd_repeatable_and_leaves_the_callers_random_state_alone(tiny_flow, ten_images):

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from helpers import randomize
 
 from nflows_tutorial import (
     CouplingLayer,
@@ -17,6 +16,8 @@ from nflows_tutorial import (
     create_channel_mask,
     create_checkerboard_mask,
 )
+
+from helpers import randomize
 
 
 class Logit(torch.nn.Module):

@@ -55,7 +55,7 @@ def test_whole_model_round_trip_with_noise_held(name, dtype, tol):
     imgs = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.int32)
     noise = torch.rand(2, 1, 28, 28, dtype=dtype)
     with torch.no_grad():
-        z0, ldj0 = model.flows[0](imgs, torch.zeros(2, dtype=dtype), noise=noise)
+        z0, _ = model.flows[0](imgs, torch.zeros(2, dtype=dtype), noise=noise)
         z, ldj, splits = run_layers(model, z0)
         assert z.shape[1:] == model.latent_shape
         back, ldj_back = reverse_layers(model, z, ldj, splits)

@@ -1,4 +1,4 @@
-"""The course figures draw what they claim, headless, and the source viewer shows package code."""
+"""The course figures draw what they claim, headless."""
 
 from __future__ import annotations
 
@@ -14,14 +14,12 @@ from matplotlib.figure import Figure
 from nflows_tutorial import (
     MODEL_NAMES,
     CouplingLayer,
-    Dequantization,
     SqueezeFlow,
     create_channel_mask,
     create_checkerboard_mask,
     create_model,
     plots,
 )
-from nflows_tutorial.literate import SourceView, autograd_log_det, show_source
 
 
 def layer_boxes(fig: Figure) -> list:
@@ -132,33 +130,6 @@ def test_histogram_compares_with_uniform():
     assert [p.get_height() for p in edge.axes[0].patches] == pytest.approx([2 / 3, 4 / 3])
 
 
-def test_show_source_returns_highlighted_package_code():
-    view = show_source(Dequantization, "logit", "sigmoid")
-    assert isinstance(view, SourceView)
-    assert "def logit" in view.code and "def sigmoid" in view.code and "def dequantize" not in view.code
-    assert view.code.startswith("def logit"), "methods are dedented to read as top-level code"
-    assert "<span" in view._repr_html_() and view.title in view._repr_html_()
-    whole = show_source(CouplingLayer)
-    assert whole.code.startswith("class CouplingLayer") and repr(whole).startswith("# nflows_tutorial.")
-
-
-def test_show_source_names_what_is_missing():
-    with pytest.raises(AttributeError, match="defines no method 'backward'.*forward"):
-        show_source(SqueezeFlow, "backward")
-    with pytest.raises(TypeError, match="only be picked from a class"):
-        show_source(create_model, "x")
-
-
-def test_autograd_log_det_of_a_known_map():
-    scale = torch.tensor([[0.5, 2.0], [3.0, 0.25]], dtype=torch.float64).view(1, 1, 2, 2)
-    z = torch.randn(1, 1, 2, 2, dtype=torch.float64)
-    assert autograd_log_det(lambda v: v * scale + 1, z).item() == pytest.approx(scale.log().sum().item())
-    with pytest.raises(ValueError, match="batch size 1"):
-        autograd_log_det(lambda v: v, torch.zeros(2, 1, 2, 2))
-    with pytest.raises(ValueError, match="square"):
-        autograd_log_det(lambda v: v[..., :1], z)
-
-
 def _figures() -> dict[str, Figure]:
     return {
         **{f"architecture {name}": plots.plot_architecture(create_model(name)) for name in MODEL_NAMES},
@@ -258,14 +229,3 @@ def test_spikes_grow_as_they_narrow():
     fig = plots.plot_spikes(levels=4, widths=(1.0, 0.1))
     heights = [max(p.get_height() for p in ax.patches) for ax in fig.axes]
     assert heights == pytest.approx([0.25, 2.5])
-
-
-def test_compare_prints_both_numbers_and_the_difference(capsys):
-    from nflows_tutorial.literate import compare
-
-    assert compare("ldj", torch.tensor([1.5]), 1.5 + 1e-12) < 1e-11
-    assert capsys.readouterr().out == "ldj: 1.500000 vs 1.500000, difference 0.00000000\n"
-    compare("zero", torch.tensor([-1e-17, 2.0]), torch.tensor([0.0, 2.0]))
-    assert capsys.readouterr().out == "zero: [0.000000, 2.000000] vs [0.000000, 2.000000], difference 0.00000000\n"
-    with pytest.raises(AssertionError, match="far: the two differ by 0.1"):
-        compare("far", 1.0, 1.1)

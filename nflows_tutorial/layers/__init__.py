@@ -2,6 +2,7 @@
 
 from .coupling import CouplingLayer
 from .dequantization import Dequantization, VariationalDequantization
+from .flow_layer import FlowLayer
 from .multiscale import SplitFlow, SqueezeFlow
 
-__all__ = ["CouplingLayer", "Dequantization", "VariationalDequantization", "SplitFlow", "SqueezeFlow"]
+__all__ = ["FlowLayer", "CouplingLayer", "Dequantization", "VariationalDequantization", "SplitFlow", "SqueezeFlow"]

@@ -26,6 +26,8 @@ class CouplingLayer(nn.Module):
         c_in: number of channels of ``z``.
     """
 
+    mask: torch.Tensor
+
     def __init__(self, network: nn.Module, mask: torch.Tensor, c_in: int) -> None:
         super().__init__()
         if mask.dim() != 4 or mask.shape[0] != 1 or mask.shape[1] not in (1, c_in):

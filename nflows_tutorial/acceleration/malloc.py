@@ -1,11 +1,10 @@
-"""glibc malloc settings for the fast path on a CPU: keep freed memory for the next tensor.
+"""glibc malloc settings for tensor work on a CPU: keep freed memory for the next tensor.
 
 By default glibc maps every allocation above a few hundred kilobytes fresh from the kernel and
-returns it on free, so each feature map of each layer pays for page faults: measured here on a
-2-core CPU, about a third of the time to score a batch of 64 MNIST images (0.71 s against 0.47 s,
-with the system time going from 9.4 s to 1.1 s over the run). Serving tensors of up to 32 MiB from
-malloc's own heap, and trimming that heap only when more than 256 MiB of it lie free, removes most
-of those faults at the price of the process keeping up to 256 MiB it no longer uses.
+returns it on free, so each feature map of each layer pays for page faults (the README's speed
+section says how much). Serving tensors of up to 32 MiB from malloc's own heap, and trimming that
+heap only when more than 256 MiB of it lie free, removes most of those faults at the price of the
+process keeping up to 256 MiB it no longer uses.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The fast path of the conditioner network: gated blocks with a hand-written backward pass.
+"""Fused kernels for the conditioner network: gated blocks with a hand-written backward pass.
 
 Autograd keeps every intermediate of a gated block alive until the backward pass: the doubled
 concat-ELU maps, the gate's sigmoid, the layer norm's input, about twelve feature maps in all. The
@@ -17,16 +17,15 @@ formulas run eagerly.
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from .malloc import tune_for_tensors
-
-__all__ = ["concat_elu", "gated_conv_net", "compilation_works"]
+__all__ = ["concat_elu", "GatedLayout", "gated_conv_net", "compilation_works"]
 
 
 def concat_elu(x: torch.Tensor) -> torch.Tensor:
@@ -74,7 +73,7 @@ class _Kernel:
             for arg in args:
                 if isinstance(arg, torch.Tensor):
                     # One kernel per feature-map shape serves every batch size. Channels and image size
-                    # stay fixed in it: symbolic ones cost vectorization (measured 1.5-4x slower kernels).
+                    # stay fixed in it: symbolic ones cost the compiler its vectorized loops.
                     torch._dynamo.maybe_mark_dynamic(arg, 0)
             try:
                 return self.compiled(*args)
@@ -83,13 +82,6 @@ class _Kernel:
         return self.eager(*args)
 
 
-def _not_the_missing_cuda_notice(record: logging.LogRecord) -> bool:
-    # A CUDA build of torch says this on every CPU-only machine the first time it compiles: no news to
-    # a user (the kernels are CPU kernels), and it would interleave with progress bars and CLI output.
-    return not record.getMessage().startswith("No CUDA runtime is found")
-
-
-logging.getLogger("torch.utils.cpp_extension").addFilter(_not_the_missing_cuda_notice)
 _compilation_works = True
 _concat_elu = _Kernel(concat_elu)
 _concat_elu_backward = _Kernel(_concat_elu_grad)
@@ -108,7 +100,7 @@ def _give_up_compiling(err: Exception) -> None:
     _compilation_works = False
     warnings.warn(
         f"torch.compile is unavailable here ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
-        "the fast path's pointwise kernels run eagerly instead",
+        "the accelerated path's pointwise kernels run eagerly instead",
         RuntimeWarning,
         stacklevel=4,
     )
@@ -118,7 +110,16 @@ def _conv_grads(grad_out, inp, weight):
     # Gradients of a stride-1, same-padding convolution for its input, weight and bias.
     padding = weight.shape[-1] // 2
     return torch.ops.aten.convolution_backward(
-        grad_out, inp, weight, [weight.shape[0]], [1, 1], [padding, padding], [1, 1], False, [0, 0], 1,
+        grad_out,
+        inp,
+        weight,
+        [weight.shape[0]],
+        [1, 1],
+        [padding, padding],
+        [1, 1],
+        False,
+        [0, 0],
+        1,
         [True, True, True],
     )
 
@@ -127,6 +128,19 @@ def _layer_norm(r: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: f
     # r is channels-last, so its NHWC view is contiguous and the library's layer norm applies as is.
     out, mean, rstd = torch.native_layer_norm(r.permute(0, 2, 3, 1), (r.shape[1],), gamma.view(-1), beta.view(-1), eps)
     return out.permute(0, 3, 1, 2), mean, rstd
+
+
+def _channels_last(grad: torch.Tensor) -> torch.Tensor:
+    # Under vmap (a vectorized Jacobian batches the backward pass) a layout cannot be asked for; the
+    # gradient keeps the one it has, which costs speed, not correctness.
+    functorch = torch._C._functorch
+    if (
+        torch._C._are_functorch_transforms_active()
+        or functorch.is_batchedtensor(grad)
+        or functorch.is_legacy_batchedtensor(grad)
+    ):
+        return grad
+    return grad.contiguous(memory_format=torch.channels_last)
 
 
 class _GatedBlockNorm(torch.autograd.Function):
@@ -146,11 +160,17 @@ class _GatedBlockNorm(torch.autograd.Function):
     def backward(ctx, grad):
         x, y1, y2, mean, rstd, w1, w2, gamma, beta = ctx.saved_tensors
         compiled = ctx.compiled
-        grad = grad.contiguous(memory_format=torch.channels_last)
+        grad = _channels_last(grad)
         r = _gate_forward(compiled, x, y2)
         grad_r, grad_gamma, grad_beta = torch.ops.aten.native_layer_norm_backward(
-            grad.permute(0, 2, 3, 1), r.permute(0, 2, 3, 1), (r.shape[1],), mean, rstd,
-            gamma.view(-1), beta.view(-1), [True, True, True],
+            grad.permute(0, 2, 3, 1),
+            r.permute(0, 2, 3, 1),
+            (r.shape[1],),
+            mean,
+            rstd,
+            gamma.view(-1),
+            beta.view(-1),
+            [True, True, True],
         )
         del r
         grad_r = grad_r.permute(0, 3, 1, 2)
@@ -160,7 +180,17 @@ class _GatedBlockNorm(torch.autograd.Function):
         del grad_h2, grad_y2
         grad_h1, grad_w1, grad_b1 = _conv_grads(grad_y1, _concat_elu(compiled, x), w1)
         grad_x = grad_r + _concat_elu_backward(compiled, grad_h1, x)
-        return grad_x, grad_w1, grad_b1, grad_w2, grad_b2, grad_gamma.view_as(gamma), grad_beta.view_as(beta), None, None
+        return (
+            grad_x,
+            grad_w1,
+            grad_b1,
+            grad_w2,
+            grad_b2,
+            grad_gamma.view_as(gamma),
+            grad_beta.view_as(beta),
+            None,
+            None,
+        )
 
 
 class _EluConv(torch.autograd.Function):
@@ -176,31 +206,49 @@ class _EluConv(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
-        grad = grad.contiguous(memory_format=torch.channels_last)
+        grad = _channels_last(grad)
         grad_h, grad_w, grad_b = _conv_grads(grad, _concat_elu(ctx.compiled, x), weight)
         return _concat_elu_backward(ctx.compiled, grad_h, x), grad_w, grad_b, None
 
 
-def gated_conv_net(layers: torch.nn.Sequential, x: torch.Tensor, compiled: bool = False) -> torch.Tensor:
-    """The layers of a :class:`~nflows_tutorial.networks.GatedConvNet` applied to a channels-last ``x``.
+@dataclass(frozen=True)
+class GatedLayout:
+    """The parameters of a gated conditioner, read off by role: the first convolution, each gated
+    block's two convolutions with the layer norm that follows the block, and the last convolution."""
 
-    With gradients enabled, each gated block and its layer norm is one autograd function with the
-    lean backward pass; without, each boundary between blocks is one pointwise kernel. ``compiled``
-    runs the pointwise kernels through ``torch.compile``.
+    first: nn.Conv2d
+    blocks: tuple[tuple[nn.Conv2d, nn.Conv2d, nn.Module], ...]
+    last: nn.Conv2d
+
+
+def gated_conv_net(
+    layout: GatedLayout, x: torch.Tensor, compiled: bool, with_grad: bool, trace: list[torch.Tensor] | None = None
+) -> torch.Tensor:
+    """The conditioner of ``layout`` applied to a channels-last ``x``.
+
+    ``with_grad`` takes the route for training: each gated block and its layer norm is one autograd
+    function with the lean backward pass. Otherwise each boundary between blocks is one pointwise
+    kernel. ``compiled`` runs the pointwise kernels through ``torch.compile``. ``trace``, when given,
+    receives each block's normalised output and then the concat-ELU map that enters the last
+    convolution, for comparison with the modules these kernels stand for.
     """
-    if x.device.type == "cpu":
-        tune_for_tensors()
-    first, *middle, _, last = layers
-    blocks = [(block.net[1], block.net[3], norm) for block, norm in zip(middle[0::2], middle[1::2])]
-    h = first(x)
-    if torch.is_grad_enabled():
-        for conv1, conv2, norm in blocks:
+    h = layout.first(x)
+    if with_grad:
+        for conv1, conv2, norm in layout.blocks:
             h = _GatedBlockNorm.apply(
                 h, conv1.weight, conv1.bias, conv2.weight, conv2.bias, norm.gamma, norm.beta, norm.eps, compiled
             )
-        return _EluConv.apply(h, last.weight, last.bias, compiled)
+            if trace is not None:
+                trace.append(h)
+        if trace is not None:
+            trace.append(_concat_elu(compiled, h))
+        return _EluConv.apply(h, layout.last.weight, layout.last.bias, compiled)
     elu_h = _concat_elu(compiled, h)
-    for conv1, conv2, norm in blocks:
+    for conv1, conv2, norm in layout.blocks:
         y2 = conv2(_concat_elu(compiled, conv1(elu_h)))
         h, elu_h = _gate_norm_concat_elu(compiled, h, y2, norm.gamma, norm.beta, norm.eps)
-    return last(elu_h)
+        if trace is not None:
+            trace.append(h)
+    if trace is not None:
+        trace.append(elu_h)
+    return layout.last(elu_h)
