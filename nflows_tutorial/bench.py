@@ -127,7 +127,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", nargs="+", default=["simple", "vardeq", "multiscale"], help="models to time")
     parser.add_argument("--tiny", action="store_true", help="tiny batches, one repeat: proves the bench runs (CI)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
-    parser.add_argument("--threads", type=_thread_count, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=_thread_count, default=None, help="torch CPU threads (default: torch's choice)"
+    )
     parser.add_argument(
         "--no-compile",
         dest="compile",

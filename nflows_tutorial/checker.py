@@ -105,16 +105,22 @@ def _shape_verdict(z: torch.Tensor, z_out: torch.Tensor, ldj_out: torch.Tensor) 
     batch = z.shape[0]
     detail = f"z {list(z.shape)} -> {list(z_out.shape)}, ldj {list(ldj_out.shape)}"
     if ldj_out.dim() > 1:
-        cause = (f"a forgotten sum: ldj must hold one number per sample, shape [{batch}]; sum the per-value "
-                 f"log-determinants over every dimension but the batch, e.g. s.flatten(1).sum(dim=1)")
+        cause = (
+            f"a forgotten sum: ldj must hold one number per sample, shape [{batch}]; sum the per-value "
+            f"log-determinants over every dimension but the batch, e.g. s.flatten(1).sum(dim=1)"
+        )
         return Verdict("shape", False, detail, cause)
     if ldj_out.shape != (batch,):
-        cause = (f"ldj was summed over the batch too (shape {list(ldj_out.shape)}, expected [{batch}]); sum over "
-                 f"dimensions 1.. only, e.g. s.flatten(1).sum(dim=1), not s.sum()")
+        cause = (
+            f"ldj was summed over the batch too (shape {list(ldj_out.shape)}, expected [{batch}]); sum over "
+            f"dimensions 1.. only, e.g. s.flatten(1).sum(dim=1), not s.sum()"
+        )
         return Verdict("shape", False, detail, cause)
     if z_out.shape[0] != batch or z_out[0].numel() != z[0].numel():
-        cause = ("an invertible layer keeps the batch size and the number of values per sample; "
-                 "a reshape or a slice lost or duplicated values")
+        cause = (
+            "an invertible layer keeps the batch size and the number of values per sample; "
+            "a reshape or a slice lost or duplicated values"
+        )
         return Verdict("shape", False, detail, cause)
     return Verdict("shape", True, detail)
 
@@ -131,11 +137,15 @@ def _inverse_verdict(layer: Layer, z: torch.Tensor, z_out: torch.Tensor, ldj_out
     ldj_error = ldj_back.abs().max().item()
     detail = f"max |reverse(forward(z)) - z| = {error:.2e}, ldj after the round trip {ldj_error:.2e} (float64)"
     if not _close(z_back, z, tol):
-        cause = ("reverse does not undo forward: apply the inverse operations in the opposite order (subtract what "
-                 "forward added, divide by what it multiplied) and compute them from values forward left unchanged")
+        cause = (
+            "reverse does not undo forward: apply the inverse operations in the opposite order (subtract what "
+            "forward added, divide by what it multiplied) and compute them from values forward left unchanged"
+        )
         return Verdict("inverse", False, detail, cause)
     if not _close(ldj_back, torch.zeros_like(ldj_back), tol * (1 + ldj_out.abs().max().item())):
-        cause = "reverse must subtract the log-determinant that forward added, so a round trip brings ldj back to its start"
+        cause = (
+            "reverse must subtract the log-determinant that forward added, so a round trip brings ldj back to its start"
+        )
         return Verdict("inverse", False, detail, cause)
     return Verdict("inverse", True, detail)
 
@@ -149,8 +159,12 @@ def _log_det_verdict(layer: Layer, z: torch.Tensor, tol: float) -> Verdict:
             reported.append(layer(sample, zero)[1].reshape(-1)[0])
         by_autograd.append(autograd_log_det(lambda v: layer(v, zero)[0], sample).detach())
     ours, theirs = torch.stack(reported), torch.stack(by_autograd)
-    detail = "layer " + ", ".join(f"{v:.6f}" for v in ours.tolist()) + " | autograd " + ", ".join(
-        f"{v:.6f}" for v in theirs.tolist())
+    detail = (
+        "layer "
+        + ", ".join(f"{v:.6f}" for v in ours.tolist())
+        + " | autograd "
+        + ", ".join(f"{v:.6f}" for v in theirs.tolist())
+    )
     if _close(ours, theirs, tol):
         return Verdict("log-det", True, detail)
     if _close(-ours, theirs, tol):
@@ -158,12 +172,16 @@ def _log_det_verdict(layer: Layer, z: torch.Tensor, tol: float) -> Verdict:
     elif _close(ours, torch.zeros_like(ours), tol):
         cause = "ldj is returned unchanged, but this layer changes volume: add the log of its Jacobian's determinant"
     else:
-        cause = ("a term is missing or has the wrong factor: write down the Jacobian's diagonal (or its blocks) "
-                 "and sum the logs of its absolute values over every value of a sample")
+        cause = (
+            "a term is missing or has the wrong factor: write down the Jacobian's diagonal (or its blocks) "
+            "and sum the logs of its absolute values over every value of a sample"
+        )
     return Verdict("log-det", False, detail, cause)
 
 
-def _accumulates_verdict(layer: Layer, z: torch.Tensor, z_out: torch.Tensor, ldj_out: torch.Tensor, tol: float) -> Verdict:
+def _accumulates_verdict(
+    layer: Layer, z: torch.Tensor, z_out: torch.Tensor, ldj_out: torch.Tensor, tol: float
+) -> Verdict:
     start = 100.0 + torch.arange(z.shape[0], dtype=z.dtype)  # what earlier layers would have summed
     with torch.no_grad():
         ldj_fwd = layer(z, start)[1]
@@ -171,8 +189,10 @@ def _accumulates_verdict(layer: Layer, z: torch.Tensor, z_out: torch.Tensor, ldj
     gained = ldj_fwd - start
     detail = f"from ldj = {start[0].item():.0f}: forward adds {gained[0].item():.6f} (from 0: {ldj_out[0].item():.6f})"
     if not _close(gained, ldj_out, tol) or not _close(ldj_rev, start, tol * (1 + ldj_out.abs().max().item())):
-        cause = ("ldj is overwritten instead of accumulated: a layer returns ldj + its own term (ldj = ldj + ...), "
-                 "never just its own term, so that the terms of a chain of layers add up")
+        cause = (
+            "ldj is overwritten instead of accumulated: a layer returns ldj + its own term (ldj = ldj + ...), "
+            "never just its own term, so that the terms of a chain of layers add up"
+        )
         return Verdict("accumulates", False, detail, cause)
     return Verdict("accumulates", True, detail)
 
@@ -187,8 +207,10 @@ def _batch_verdict(layer: Layer, z: torch.Tensor, z_out: torch.Tensor, ldj_out: 
     ldj_diff = (ldj_alone - ldj_out).abs().max().item()
     detail = f"{z.shape[0]} samples at once vs one by one: max |z difference| {z_diff:.2e}, max |ldj difference| {ldj_diff:.2e}"
     if not (_close(z_out, z_alone, tol) and _close(ldj_out, ldj_alone, tol)):
-        cause = ("samples of a batch influence each other: a sum or mean over the batch dimension (sum() with no dim, "
-                 "or dim=0), or statistics taken over the batch; every operation must act on each sample alone")
+        cause = (
+            "samples of a batch influence each other: a sum or mean over the batch dimension (sum() with no dim, "
+            "or dim=0), or statistics taken over the batch; every operation must act on each sample alone"
+        )
         return Verdict("batch", False, detail, cause)
     return Verdict("batch", True, detail)
 
@@ -218,8 +240,10 @@ def check_layer(
         raise ValueError(f"example_input needs a batch of at least 2 samples, got shape {list(example_input.shape)}")
     values = example_input[0].numel()
     if values > MAX_VALUES:
-        raise ValueError(f"example_input has {values} values per sample, so its Jacobian would be {values} x {values}; "
-                         f"use a small example of at most {MAX_VALUES} values, e.g. torch.randn(4, 2, 4, 4)")
+        raise ValueError(
+            f"example_input has {values} values per sample, so its Jacobian would be {values} x {values}; "
+            f"use a small example of at most {MAX_VALUES} values, e.g. torch.randn(4, 2, 4, 4)"
+        )
     layer64 = _as_float64(layer)
     z = example_input.detach().to(torch.float64)
     report = LayerReport()
@@ -234,8 +258,10 @@ def check_layer(
     with torch.no_grad():
         out, problem = _call(layer64, z, torch.zeros(z.shape[0], dtype=z.dtype), reverse=False)
     if out is None:
-        cause = ("a layer takes (z, ldj, reverse=False) and returns the pair (z, ldj); a shape error inside it "
-                 "often means ldj [batch] met an unsummed per-value term (sum it with .flatten(1).sum(dim=1))")
+        cause = (
+            "a layer takes (z, ldj, reverse=False) and returns the pair (z, ldj); a shape error inside it "
+            "often means ldj [batch] met an unsummed per-value term (sum it with .flatten(1).sum(dim=1))"
+        )
         report.verdicts.append(Verdict("call", False, problem, cause))
         return finish()
     z_out, ldj_out = out
@@ -273,6 +299,8 @@ def check_values(label: str, yours: torch.Tensor | float, expected: torch.Tensor
     diff = (got.double() - want.double()).abs()
     worst = diff.max().item() if diff.numel() else 0.0
     ok = bool((diff <= tol * (1 + want.double().abs())).all())
-    print(f"[{'ok  ' if ok else 'FAIL'}] {label}: yours {show(got)} | expected {show(want)} | max difference {worst:.2e}")
+    print(
+        f"[{'ok  ' if ok else 'FAIL'}] {label}: yours {show(got)} | expected {show(want)} | max difference {worst:.2e}"
+    )
     if not ok:
         raise AssertionError(f"{label}: yours differs from the expected value by up to {worst:.3g}")

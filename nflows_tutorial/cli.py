@@ -147,18 +147,29 @@ def _model_names() -> tuple[str, ...]:
 
 
 def _add_checkpoint_source(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint-dir", type=Path, default=None,
-                        help="folder of MNISTFlow_<model>.ckpt files (default: $PATH_CHECKPOINT or saved_models/tutorial11)")
-    parser.add_argument("--offline", action="store_true",
-                        help="never download: use only checkpoints and MNIST files already on disk")
-    parser.add_argument("--device", default="auto", help="torch device to run on: auto (default), cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="folder of MNISTFlow_<model>.ckpt files (default: $PATH_CHECKPOINT or saved_models/tutorial11)",
+    )
+    parser.add_argument(
+        "--offline", action="store_true", help="never download: use only checkpoints and MNIST files already on disk"
+    )
+    parser.add_argument(
+        "--device", default="auto", help="torch device to run on: auto (default), cpu, cuda, cuda:1, ..."
+    )
     _add_compile(parser)
 
 
 def _add_compile(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-compile", dest="compile", action="store_false",
-                        help="run the accelerated path's pointwise kernels eagerly instead of through torch.compile "
-                             "(no compiler wait, slower)")
+    parser.add_argument(
+        "--no-compile",
+        dest="compile",
+        action="store_false",
+        help="run the accelerated path's pointwise kernels eagerly instead of through torch.compile "
+        "(no compiler wait, slower)",
+    )
 
 
 def _device(text: str):
@@ -181,12 +192,15 @@ def _device(text: str):
         raise _UsageError(f"device {text!r} is not one this course runs on; use auto, cpu, cuda, mps or xpu")
     module = backend[device.type]
     if module is None or not module.is_available():
-        raise _UsageError(f"device {text!r} was asked for, but this machine has no usable {device.type} device; "
-                          "use --device cpu")
+        raise _UsageError(
+            f"device {text!r} was asked for, but this machine has no usable {device.type} device; use --device cpu"
+        )
     count = module.device_count() if hasattr(module, "device_count") else 1
     if device.index is not None and device.index >= count:
-        raise _UsageError(f"device {text!r} was asked for, but this machine has {count} {device.type} device(s); "
-                          f"use {device.type}:0 to {device.type}:{count - 1}")
+        raise _UsageError(
+            f"device {text!r} was asked for, but this machine has {count} {device.type} device(s); "
+            f"use {device.type}:0 to {device.type}:{count - 1}"
+        )
     return device
 
 
@@ -199,15 +213,22 @@ def _check_writable_output(path: Path) -> None:
         with tempfile.TemporaryFile(dir=path.parent):
             pass
     except OSError as err:
-        raise _MachineError(f"cannot write {path} ({err.strerror or err}); choose a writable place with --out") from None
+        raise _MachineError(
+            f"cannot write {path} ({err.strerror or err}); choose a writable place with --out"
+        ) from None
 
 
 def _load(name: str, args: argparse.Namespace):
     from .acceleration import accelerate
     from .pretrained import load_pretrained
 
-    model, result = load_pretrained(name, checkpoint_dir=args.checkpoint_dir, download=not args.offline,
-                                    device=_device(args.device), progress=not args.quiet)
+    model, result = load_pretrained(
+        name,
+        checkpoint_dir=args.checkpoint_dir,
+        download=not args.offline,
+        device=_device(args.device),
+        progress=not args.quiet,
+    )
     return accelerate(model, compile=args.compile), result
 
 
@@ -236,11 +257,20 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             continue
         if not args.quiet:
             _say(f"{name}: scoring {', '.join(datasets)} images, {args.importance_samples} importance samples each")
-        rows.append(results_row(
-            name, model, datasets, stored, limit=args.limit, batch_size=args.batch_size,
-            importance_samples=args.importance_samples, seed=args.seed, repeats=args.repeats if args.timing else None,
-            progress=not args.quiet,
-        ))
+        rows.append(
+            results_row(
+                name,
+                model,
+                datasets,
+                stored,
+                limit=args.limit,
+                batch_size=args.batch_size,
+                importance_samples=args.importance_samples,
+                seed=args.seed,
+                repeats=args.repeats if args.timing else None,
+                progress=not args.quiet,
+            )
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
     elif rows:
@@ -252,19 +282,38 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="the results table: bpd, speed and size of each model, beside the published numbers",
-                       description="Measure each model on this machine: validation and test bits per dimension "
-                                   "(importance-sampled), time to score and to sample a batch of 64, parameter count; "
-                                   "print them beside the numbers stored in the published checkpoints.")
-    p.add_argument("--model", nargs="+", action="extend", choices=_model_names(), metavar="NAME",
-                   help=f"models to evaluate, any of {', '.join(_model_names())} (default: all)")
-    p.add_argument("--split", choices=("val", "test", "both"), default="both", help="which splits to score (default: both)")
-    p.add_argument("--importance-samples", type=_positive_int, default=8,
-                   help="dequantization draws averaged per image (default: 8, as published)")
+    p = sub.add_parser(
+        "evaluate",
+        help="the results table: bpd, speed and size of each model, beside the published numbers",
+        description="Measure each model on this machine: validation and test bits per dimension "
+        "(importance-sampled), time to score and to sample a batch of 64, parameter count; "
+        "print them beside the numbers stored in the published checkpoints.",
+    )
+    p.add_argument(
+        "--model",
+        nargs="+",
+        action="extend",
+        choices=_model_names(),
+        metavar="NAME",
+        help=f"models to evaluate, any of {', '.join(_model_names())} (default: all)",
+    )
+    p.add_argument(
+        "--split", choices=("val", "test", "both"), default="both", help="which splits to score (default: both)"
+    )
+    p.add_argument(
+        "--importance-samples",
+        type=_positive_int,
+        default=8,
+        help="dequantization draws averaged per image (default: 8, as published)",
+    )
     p.add_argument("--limit", type=_positive_int, default=None, help="score only the first N images of each split")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default: 64)")
-    p.add_argument("--repeats", type=_positive_int, default=5,
-                   help="timed repetitions per speed measurement; the median is reported (default: 5)")
+    p.add_argument(
+        "--repeats",
+        type=_positive_int,
+        default=5,
+        help="timed repetitions per speed measurement; the median is reported (default: 5)",
+    )
     p.add_argument("--no-timing", dest="timing", action="store_false", help="skip the speed measurements")
     p.add_argument("--seed", type=_seed, default=42, help="seed of the dequantization noise (default: 42)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
@@ -283,12 +332,27 @@ def _run_train(args: argparse.Namespace) -> int:
         _announce_nodes(args.num_nodes)
     try:
         _, result = train_flow(
-            args.model, compile=args.compile, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_steps=args.max_steps,
-            max_time=args.max_time, limit=args.limit, accelerator=args.accelerator, devices=args.devices,
-            strategy=args.strategy, num_nodes=args.num_nodes, precision=args.precision, resume=args.resume,
-            overwrite=args.overwrite, out_dir=args.out_dir, seed=args.seed,
-            importance_samples=args.importance_samples, checkpoint_every=args.checkpoint_every,
-            timing_repeats=args.repeats if args.timing else 0, progress=not args.quiet,
+            args.model,
+            compile=args.compile,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            max_steps=args.max_steps,
+            max_time=args.max_time,
+            limit=args.limit,
+            accelerator=args.accelerator,
+            devices=args.devices,
+            strategy=args.strategy,
+            num_nodes=args.num_nodes,
+            precision=args.precision,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            out_dir=args.out_dir,
+            seed=args.seed,
+            importance_samples=args.importance_samples,
+            checkpoint_every=args.checkpoint_every,
+            timing_repeats=args.repeats if args.timing else 0,
+            progress=not args.quiet,
         )
     except NonFiniteLossError as err:
         _say(f"training stopped: {_as_flags(str(err))}")
@@ -300,8 +364,10 @@ def _run_train(args: argparse.Namespace) -> int:
     except OSError as err:
         # Checkpoints are renamed into place only when complete, so the last one on disk is intact.
         problem = "the disk filled up" if err.errno in (errno.ENOSPC, errno.EDQUOT) else (err.strerror or str(err))
-        _say(f"training stopped: {problem} ({err.filename or 'while writing'}); free some space or choose another "
-             f"--out-dir, then continue with --resume")
+        _say(
+            f"training stopped: {problem} ({err.filename or 'while writing'}); free some space or choose another "
+            f"--out-dir, then continue with --resume"
+        )
         return 1
     except KeyboardInterrupt:
         _say("training interrupted; continue it with --resume (same --out-dir)")
@@ -312,9 +378,14 @@ def _run_train(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     numbers = stored_numbers(result)
-    row = {"model": args.model, "val_bpd": numbers["stored_val_bpd"], "test_bpd": numbers["stored_test_bpd"],
-           "inference_ms": numbers["stored_inference_ms"], "sampling_ms": numbers["stored_sampling_ms"],
-           "params": result["params"]}
+    row = {
+        "model": args.model,
+        "val_bpd": numbers["stored_val_bpd"],
+        "test_bpd": numbers["stored_test_bpd"],
+        "inference_ms": numbers["stored_inference_ms"],
+        "sampling_ms": numbers["stored_sampling_ms"],
+        "params": result["params"],
+    }
     print(results_table([row], fmt=args.format))
     print(f"trained {result['global_step']} steps; wrote {run_paths(args.model, args.out_dir)['published']}")
     return 0
@@ -329,38 +400,61 @@ def _announce_nodes(num_nodes: int) -> None:
             "under SLURM; on one machine, use --devices instead"
         )
     where = f"{os.environ.get('MASTER_ADDR', 'the SLURM head node')}:{os.environ.get('MASTER_PORT', '(default port)')}"
-    _say(f"waiting for all {num_nodes} machines to join at {where} (node rank {os.environ.get('NODE_RANK', '?')}); "
-         "Ctrl-C stops")
+    _say(
+        f"waiting for all {num_nodes} machines to join at {where} (node rank {os.environ.get('NODE_RANK', '?')}); "
+        "Ctrl-C stops"
+    )
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model with PyTorch Lightning",
-                       description="Train one of the course's flows as the tutorial did (Adam 1e-3, learning rate x0.99 "
-                                   "per epoch, gradient clipping 1.0, batch 128, best validation bpd kept), test it with "
-                                   "importance sampling, and write MNISTFlow_<model>.ckpt in the published format.")
-    p.add_argument("--model", required=True, choices=_model_names(), metavar="NAME",
-                   help=f"one of {', '.join(_model_names())}")
+    p = sub.add_parser(
+        "train",
+        help="train a model with PyTorch Lightning",
+        description="Train one of the course's flows as the tutorial did (Adam 1e-3, learning rate x0.99 "
+        "per epoch, gradient clipping 1.0, batch 128, best validation bpd kept), test it with "
+        "importance sampling, and write MNISTFlow_<model>.ckpt in the published format.",
+    )
+    p.add_argument(
+        "--model", required=True, choices=_model_names(), metavar="NAME", help=f"one of {', '.join(_model_names())}"
+    )
     p.add_argument("--epochs", type=_positive_int, default=200, help="maximum number of epochs (default: 200)")
     p.add_argument("--batch-size", type=_positive_int, default=128, help="training images per step (default: 128)")
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     p.add_argument("--max-steps", type=_positive_int, default=None, help="stop after this many optimizer steps")
-    p.add_argument("--max-time", type=_duration, default=None, help="stop after this long: 90s, 30m, 2h15m or DD:HH:MM:SS")
+    p.add_argument(
+        "--max-time", type=_duration, default=None, help="stop after this long: 90s, 30m, 2h15m or DD:HH:MM:SS"
+    )
     p.add_argument("--limit", type=_positive_int, default=None, help="use only the first N images of each split")
     p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto (default), cpu, gpu, ...")
-    p.add_argument("--devices", type=_devices, default="auto", help="device count or indices, e.g. 2 or 0,1 (default: auto)")
+    p.add_argument(
+        "--devices", type=_devices, default="auto", help="device count or indices, e.g. 2 or 0,1 (default: auto)"
+    )
     p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp, ddp_spawn (default: auto)")
     p.add_argument("--num-nodes", type=_positive_int, default=1, help="machines taking part (default: 1)")
     p.add_argument("--precision", default="32-true", help="Lightning precision, e.g. 32-true (default), bf16-mixed")
     fresh_or_not = p.add_mutually_exclusive_group()
     fresh_or_not.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
-    fresh_or_not.add_argument("--overwrite", action="store_true",
-                              help="start afresh, deleting the checkpoints of an earlier run")
-    p.add_argument("--out-dir", type=Path, default=None, help="folder for runs and trained checkpoints (default: runs/)")
-    p.add_argument("--checkpoint-every", type=_positive_int, default=200,
-                   help="also write last.ckpt every N steps, not only after each epoch (default: 200)")
-    p.add_argument("--importance-samples", type=_positive_int, default=8, help="draws per image in the final test (default: 8)")
-    p.add_argument("--repeats", type=_positive_int, default=3, help="timed repetitions for the speed numbers (default: 3)")
-    p.add_argument("--no-timing", dest="timing", action="store_false", help="skip the speed measurements after training")
+    fresh_or_not.add_argument(
+        "--overwrite", action="store_true", help="start afresh, deleting the checkpoints of an earlier run"
+    )
+    p.add_argument(
+        "--out-dir", type=Path, default=None, help="folder for runs and trained checkpoints (default: runs/)"
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=200,
+        help="also write last.ckpt every N steps, not only after each epoch (default: 200)",
+    )
+    p.add_argument(
+        "--importance-samples", type=_positive_int, default=8, help="draws per image in the final test (default: 8)"
+    )
+    p.add_argument(
+        "--repeats", type=_positive_int, default=3, help="timed repetitions for the speed numbers (default: 3)"
+    )
+    p.add_argument(
+        "--no-timing", dest="timing", action="store_false", help="skip the speed measurements after training"
+    )
     p.add_argument("--seed", type=_seed, default=42, help="seed for weights, shuffling and noise (default: 42)")
     p.add_argument("--json", action="store_true", help="print the result dict as JSON")
     p.add_argument("--format", type=_table_format, default="github", help="tabulate table format (default: github)")
@@ -389,11 +483,13 @@ def _run_interpolate(args: argparse.Namespace) -> int:
     dataset = _dataset(args.split, args)
     needed = args.first + 2 * args.pairs
     if needed > len(dataset):
-        raise _UsageError(f"--first {args.first} with --pairs {args.pairs} needs {needed} images, "
-                          f"the {args.split} split has {len(dataset)}")
+        raise _UsageError(
+            f"--first {args.first} with --pairs {args.pairs} needs {needed} images, "
+            f"the {args.split} split has {len(dataset)}"
+        )
     model, _ = _load(args.model, args)
     torch.manual_seed(args.seed)
-    images = dataset.images[args.first:needed].to(torch.int32)
+    images = dataset.images[args.first : needed].to(torch.int32)
     rows = [interpolate(model, images[2 * i], images[2 * i + 1], num_steps=args.steps) for i in range(args.pairs)]
     print(save_image_grid(torch.cat(rows), args.out, nrow=args.steps))
     return 0
@@ -401,7 +497,9 @@ def _run_interpolate(args: argparse.Namespace) -> int:
 
 def _add_sample(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="draw images from a model into a PNG grid")
-    p.add_argument("--model", required=True, choices=_model_names(), metavar="NAME", help=f"one of {', '.join(_model_names())}")
+    p.add_argument(
+        "--model", required=True, choices=_model_names(), metavar="NAME", help=f"one of {', '.join(_model_names())}"
+    )
     p.add_argument("-n", type=_positive_int, default=64, help="number of images (default: 64)")
     p.add_argument("--nrow", type=_positive_int, default=8, help="images per row of the grid (default: 8)")
     p.add_argument("--seed", type=_seed, default=None, help="make the draw repeatable")
@@ -411,10 +509,14 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_sample)
 
     p = sub.add_parser("interpolate", help="decode straight lines between the latents of image pairs into a PNG grid")
-    p.add_argument("--model", required=True, choices=_model_names(), metavar="NAME", help=f"one of {', '.join(_model_names())}")
+    p.add_argument(
+        "--model", required=True, choices=_model_names(), metavar="NAME", help=f"one of {', '.join(_model_names())}"
+    )
     p.add_argument("--pairs", type=_positive_int, default=4, help="number of image pairs, one row each (default: 4)")
     p.add_argument("--steps", type=_steps, default=8, help="images per row, both ends included (default: 8)")
-    p.add_argument("--split", choices=("train", "val", "test"), default="test", help="where the pairs come from (default: test)")
+    p.add_argument(
+        "--split", choices=("train", "val", "test"), default="test", help="where the pairs come from (default: test)"
+    )
     p.add_argument("--first", type=_non_negative_int, default=0, help="index of the first image used (default: 0)")
     p.add_argument("--seed", type=_seed, default=42, help="seed of the dequantization noise (default: 42)")
     p.add_argument("--out", type=_png, required=True, help="PNG file to write")
@@ -447,7 +549,12 @@ def _add_download(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("download", help="fetch published checkpoints into the checkpoint folder")
     p.add_argument("names", nargs="*", metavar="NAME", help=f"checkpoints to fetch: any of {', '.join(_model_names())}")
     p.add_argument("--all", action="store_true", help="fetch every published checkpoint")
-    p.add_argument("--checkpoint-dir", type=Path, default=None, help="where to put them (default: $PATH_CHECKPOINT or saved_models/tutorial11)")
+    p.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="where to put them (default: $PATH_CHECKPOINT or saved_models/tutorial11)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_download)
 
@@ -462,11 +569,18 @@ def _run_teaching(args: argparse.Namespace) -> int:
 
 
 def _add_teaching(sub: argparse._SubParsersAction) -> None:
-    for name, what in (("exercises", "student copies of the notebooks: solutions replaced by stubs, their outputs cleared"),
-                       ("slides", "one reveal.js deck per notebook, viewable offline")):
+    for name, what in (
+        ("exercises", "student copies of the notebooks: solutions replaced by stubs, their outputs cleared"),
+        ("slides", "one reveal.js deck per notebook, viewable offline"),
+    ):
         p = sub.add_parser(name, help=f"write {what}", description=f"Write {what}.")
         p.add_argument("--out", type=Path, required=True, help="folder to write into (created when missing)")
-        p.add_argument("--notebooks", type=Path, default=None, help="folder of the course notebooks (default: notebooks/ of this checkout)")
+        p.add_argument(
+            "--notebooks",
+            type=Path,
+            default=None,
+            help="folder of the course notebooks (default: notebooks/ of this checkout)",
+        )
         p.set_defaults(run=_run_teaching)
 
 

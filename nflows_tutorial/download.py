@@ -221,8 +221,13 @@ def _stream(
         # read1: return what has arrived rather than wait for a whole block, so a trickle is measured.
         read = getattr(response, "read1", response.read)
         with tqdm(
-            total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=url.rsplit("/", 1)[-1],
-            disable=not progress, file=sys.stderr,
+            total=expected,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=url.rsplit("/", 1)[-1],
+            disable=not progress,
+            file=sys.stderr,
         ) as bar:
             while block := read(CHUNK):
                 received += len(block)

@@ -55,12 +55,16 @@ def find_exercises(nb: nbformat.NotebookNode, name: str = "notebook") -> list[Ex
         first = cell.source.lstrip().splitlines()[0] if cell.source.strip() else ""
         match = _TITLE.match(first)
         if cell.cell_type != "code" or not match:
-            raise ValueError(f"{where}: an exercise must be a code cell whose first line reads "
-                             f"'# Exercise N: <title>', found {first!r}")
+            raise ValueError(
+                f"{where}: an exercise must be a code cell whose first line reads "
+                f"'# Exercise N: <title>', found {first!r}"
+            )
         _solution_regions(cell.source, where)
         following = nb.cells[index + 1] if index + 1 < len(nb.cells) else None
         if following is None or CHECK_TAG not in _tags(following):
-            raise ValueError(f"{where}: exercise {match.group(1)} needs a check cell tagged {CHECK_TAG!r} right after it")
+            raise ValueError(
+                f"{where}: exercise {match.group(1)} needs a check cell tagged {CHECK_TAG!r} right after it"
+            )
         found.append(Exercise(int(match.group(1)), match.group(2), index, index + 1))
     return found
 
@@ -113,8 +117,10 @@ def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbfor
 def _course_notebooks(notebooks: Path) -> list[Path]:
     found = sorted(notebooks.glob("[0-9][0-9]_*.ipynb"))
     if not found:
-        raise FileNotFoundError(f"no course notebooks (NN_*.ipynb) in {notebooks}; pass the notebooks/ folder of "
-                                f"a clone of the course repository")
+        raise FileNotFoundError(
+            f"no course notebooks (NN_*.ipynb) in {notebooks}; pass the notebooks/ folder of "
+            f"a clone of the course repository"
+        )
     return found
 
 

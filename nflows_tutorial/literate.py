@@ -80,8 +80,9 @@ def autograd_log_det(fn: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor
     return torch.linalg.slogdet(jac).logabsdet
 
 
-def compare(label: str, ours: torch.Tensor | float, reference: torch.Tensor | float, atol: float = 1e-8,
-            digits: int = 6) -> float:
+def compare(
+    label: str, ours: torch.Tensor | float, reference: torch.Tensor | float, atol: float = 1e-8, digits: int = 6
+) -> float:
     """Print ``ours`` and ``reference`` (numbers, or tensors of a few values) and the largest difference between them.
 
     The difference is printed to eight decimals, so it reads the same on any machine when the two

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -59,7 +60,13 @@ def _box(ax, x: float, y: float, w: float, h: float, text: str, color: str, gid:
 
 def _arrow(ax, start: tuple[float, float], end: tuple[float, float], color: str = "0.2", text: str = "", **kw) -> None:
     ax.annotate(
-        text, xy=end, xytext=start, ha="center", va="center", fontsize=8, color=color,
+        text,
+        xy=end,
+        xytext=start,
+        ha="center",
+        va="center",
+        fontsize=8,
+        color=color,
         arrowprops=dict(arrowstyle="->", color=color, lw=1.3, shrinkA=0, shrinkB=0, **kw),
     )
 
@@ -80,14 +87,24 @@ def _mask_icon(ax, x: float, y: float, pattern: np.ndarray, cell: float = 0.11) 
     """Draw a small mask pattern centred at ``(x, y)``: kept cells dark, transformed cells light."""
     rows, cols = pattern.shape
     for (r, c), kept in np.ndenumerate(pattern):
-        ax.add_patch(Rectangle((x + (c - cols / 2) * cell, y + (rows / 2 - r - 1) * cell), cell, cell,
-                               facecolor=_KEPT if kept else _TRANSFORMED, edgecolor="0.4", linewidth=0.4))
+        ax.add_patch(
+            Rectangle(
+                (x + (c - cols / 2) * cell, y + (rows / 2 - r - 1) * cell),
+                cell,
+                cell,
+                facecolor=_KEPT if kept else _TRANSFORMED,
+                edgecolor="0.4",
+                linewidth=0.4,
+            )
+        )
 
 
 def mask_legend_handles() -> list[Patch]:
     """Legend entries for mask pictures: what the dark and the light cells mean."""
-    return [Patch(facecolor=_KEPT, edgecolor="0.4", label="kept (input to the network)"),
-            Patch(facecolor=_TRANSFORMED, edgecolor="0.4", label="transformed")]
+    return [
+        Patch(facecolor=_KEPT, edgecolor="0.4", label="kept (input to the network)"),
+        Patch(facecolor=_TRANSFORMED, edgecolor="0.4", label="transformed"),
+    ]
 
 
 def plot_flow_chain(
@@ -149,7 +166,7 @@ def plot_flow_chain(
             _arrow(ax, (x, y - h / 2 - 0.32), (x, y - h / 2 - 0.95), color="#7a2a5a")
             ax.text(x + 0.12, y - h / 2 - 0.75, branches[i], ha="left", va="center", fontsize=8, color="#7a2a5a")
     anchors = [(left, 0.0, "end")] + [(x, y, "box") for x, y in positions] + [(end_x, positions[-1][1], "end")]
-    for (xa, ya, ka), (xb, yb, kb) in zip(anchors[:-1], anchors[1:]):
+    for (xa, ya, ka), (xb, yb, kb) in itertools.pairwise(anchors):
         if ya == yb:
             sign = 1 if xb > xa else -1
             pad_a = 0.45 if ka == "end" else w / 2
@@ -160,11 +177,26 @@ def plot_flow_chain(
         else:  # the turn to the next row, straight down at the end of a row
             _arrow(ax, (xa + 0.2, ya - h / 2 - 0.3), (xb + 0.2, yb + h / 2), color="#1f5fa8")
             _arrow(ax, (xb - 0.2, yb + h / 2), (xa - 0.2, ya - h / 2 - 0.3), color="#b4451f")
-    ax.text((left + right) / 2, top - 0.15, r"forward $f$: data $\to$ latent, log-determinants add up (blue);"
-            r"  inverse $f^{-1}$: latent $\to$ data, sampling (red)", ha="center", fontsize=8, color="0.25")
+    ax.text(
+        (left + right) / 2,
+        top - 0.15,
+        r"forward $f$: data $\to$ latent, log-determinants add up (blue);"
+        r"  inverse $f^{-1}$: latent $\to$ data, sampling (red)",
+        ha="center",
+        fontsize=8,
+        color="0.25",
+    )
     if masks is not None and any(m is not None for m in masks):
-        ax.legend(handles=mask_legend_handles(), loc="lower center", bbox_to_anchor=(0.5, -0.02), ncol=2,
-                  fontsize=7, frameon=False, title="mask", title_fontsize=7)
+        ax.legend(
+            handles=mask_legend_handles(),
+            loc="lower center",
+            bbox_to_anchor=(0.5, -0.02),
+            ncol=2,
+            fontsize=7,
+            frameon=False,
+            title="mask",
+            title_fontsize=7,
+        )
     if title:
         ax.set_title(title, fontsize=10)
     return fig
@@ -240,8 +272,16 @@ def plot_coupling_diagram() -> Figure:
     _box(ax, 2.8, 3.0, 1.7, 0.8, r"kept: $m \odot z$", "#dbe9f6")
     _box(ax, 2.8, 0.4, 1.9, 0.8, r"free: $(1-m) \odot z$", "#f6e3c6")
     _box(ax, 5.2, 3.0, 1.8, 0.8, "conditioner\nnetwork", "#e4dbf3")
-    _box(ax, 5.2, 1.7, 2.2, 0.8, r"$s = e^{a}\tanh(s/e^{a})$" + "\n" + r"$s, t \leftarrow (1-m)\,s,\ (1-m)\,t$",
-         "#e4dbf3", size=7.5)
+    _box(
+        ax,
+        5.2,
+        1.7,
+        2.2,
+        0.8,
+        r"$s = e^{a}\tanh(s/e^{a})$" + "\n" + r"$s, t \leftarrow (1-m)\,s,\ (1-m)\,t$",
+        "#e4dbf3",
+        size=7.5,
+    )
     _box(ax, 7.6, 0.4, 1.9, 0.8, r"$(z + t)\,e^{s}$", "#f6e3c6")
     _box(ax, 9.5, 1.7, 1.4, 0.8, r"$z'$" + "\n" + r"LDJ $+\sum s$", "#eeeeee")
     _arrow(ax, (1.3, 1.95), (1.95, 2.8))
@@ -402,7 +442,7 @@ def plot_images(
     canvas = torch.full((rows * (h + 2) + 2, cols * (w + 2) + 2), 128.0)
     for k, img in enumerate(images.detach().cpu().float()):
         r, c = divmod(k, cols)
-        canvas[2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + c * (w + 2): 2 + c * (w + 2) + w] = img[0]
+        canvas[2 + r * (h + 2) : 2 + r * (h + 2) + h, 2 + c * (w + 2) : 2 + c * (w + 2) + w] = img[0]
     fig = Figure(figsize=(1.0 * cols + (1.2 if row_labels else 0.2), 1.0 * rows + (0.5 if title else 0.2)))
     ax = fig.add_subplot()
     ax.imshow(canvas.numpy(), cmap="gray", vmin=0, vmax=255)
@@ -462,7 +502,7 @@ def plot_image_panels(panels: Mapping[str, torch.Tensor], ncol: int = 4, title: 
         canvas = torch.full((rows * (h + 2) + 2, ncol * (w + 2) + 2), 128.0)
         for k, img in enumerate(images.detach().cpu().float()):
             r, c = divmod(k, ncol)
-            canvas[2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + c * (w + 2): 2 + c * (w + 2) + w] = img[0]
+            canvas[2 + r * (h + 2) : 2 + r * (h + 2) + h, 2 + c * (w + 2) : 2 + c * (w + 2) + w] = img[0]
         ax.imshow(canvas.numpy(), cmap="gray", vmin=0, vmax=255)
         ax.set_xticks([])
         ax.set_yticks([])

@@ -152,7 +152,8 @@ def load_state_dict_checked(model: ImageFlow, state_dict: dict[str, torch.Tensor
     """Load ``state_dict`` strictly; on mismatch say which model and which key differs first."""
     own = model.state_dict()
     bad = [
-        k for k in own.keys() | state_dict.keys()
+        k
+        for k in own.keys() | state_dict.keys()
         if k not in state_dict or k not in own or own[k].shape != state_dict[k].shape
     ]
     if bad:
@@ -307,7 +308,11 @@ def fetch_checkpoint(
         print(f"Downloading the {name!r} checkpoint{size} from {url}\n  into {folder.absolute()}", file=sys.stderr)
     try:
         download_file(
-            url, path, sha256=spec.sha256, size=spec.size, max_size=spec.max_size,
+            url,
+            path,
+            sha256=spec.sha256,
+            size=spec.size,
+            max_size=spec.max_size,
             verify=None if spec.sha256 else lambda part: _verify_download(spec, part, url),
             progress=progress,
         )

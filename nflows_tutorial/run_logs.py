@@ -41,12 +41,12 @@ def _fields(data: bytes):
         if wire == 0:
             value, pos = _varint(data, pos)
         elif wire == 1:
-            value, pos = data[pos:pos + 8], pos + 8
+            value, pos = data[pos : pos + 8], pos + 8
         elif wire == 2:
             length, pos = _varint(data, pos)
-            value, pos = data[pos:pos + length], pos + length
+            value, pos = data[pos : pos + length], pos + length
         elif wire == 5:
-            value, pos = data[pos:pos + 4], pos + 4
+            value, pos = data[pos : pos + 4], pos + 4
         else:
             raise ValueError(f"unsupported protocol-buffer wire type {wire}")
         yield number, wire, value
@@ -59,7 +59,7 @@ def _tfevents_scalars(path: Path) -> list[tuple[str, int, float]]:
     pos, out = 0, []
     while pos + 12 <= len(data):
         (length,) = struct.unpack_from("<Q", data, pos)
-        record = data[pos + 12:pos + 12 + length]
+        record = data[pos + 12 : pos + 12 + length]
         pos += 12 + length + 4
         step, values = 0, []
         for number, _, value in _fields(record):

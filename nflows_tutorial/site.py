@@ -18,7 +18,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["SITE_SOURCES", "SiteBuildError", "add_arguments", "api_page", "build_site", "course_pages", "public_modules", "run"]
+__all__ = [
+    "SITE_SOURCES",
+    "SiteBuildError",
+    "add_arguments",
+    "api_page",
+    "build_site",
+    "course_pages",
+    "public_modules",
+    "run",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -94,7 +103,7 @@ def build_site(out: Path, quiet: bool = True) -> Path:
     if missing:
         raise SiteBuildError(
             f"building the website needs {', '.join(missing)}: install the site extra with "
-            "`pip install -e \".[site]\"` from the repository root"
+            '`pip install -e ".[site]"` from the repository root'
         )
     from sphinx.cmd.build import build_main
 
@@ -112,8 +121,13 @@ def build_site(out: Path, quiet: bool = True) -> Path:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``site`` command's options."""
-    parser.add_argument("--out", type=Path, default=ROOT / "build" / "site", metavar="DIR",
-                        help="folder to write the website into (default: build/site in the checkout)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "build" / "site",
+        metavar="DIR",
+        help="folder to write the website into (default: build/site in the checkout)",
+    )
     parser.add_argument("--verbose", action="store_true", help="show Sphinx's progress, not only its warnings")
 
 

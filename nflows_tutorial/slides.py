@@ -130,8 +130,10 @@ def write_decks(out: Path, notebooks: Path | None = None) -> list[Deck]:
     notebooks = default_notebooks_dir() if notebooks is None else Path(notebooks)
     sources = sorted(notebooks.glob("[0-9][0-9]_*.ipynb"))
     if not sources:
-        raise FileNotFoundError(f"no course notebooks (NN_*.ipynb) in {notebooks}; pass the notebooks/ folder of "
-                                f"a clone of the course repository")
+        raise FileNotFoundError(
+            f"no course notebooks (NN_*.ipynb) in {notebooks}; pass the notebooks/ folder of "
+            f"a clone of the course repository"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for folder in ("reveal.js", "mathjax"):

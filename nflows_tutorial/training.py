@@ -118,8 +118,9 @@ def quiet_lightning() -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             # Lightning's own pytree helper uses a torch class that torch has deprecated: nothing a user can act on.
-            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-                                    category=FutureWarning)
+            warnings.filterwarnings(
+                "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+            )
             yield
     finally:
         for logger in loggers:
@@ -249,9 +250,19 @@ def train_flow(
     val_loader = make_loader(val_set, EVAL_BATCH_SIZE, limit=limit)
 
     trainer, best = make_trainer(
-        paths, train_batches, seed=seed, epochs=epochs, max_steps=max_steps, max_time=max_time,
-        accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes, precision=precision,
-        checkpoint_every=checkpoint_every, progress=progress,
+        paths,
+        train_batches,
+        seed=seed,
+        epochs=epochs,
+        max_steps=max_steps,
+        max_time=max_time,
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        num_nodes=num_nodes,
+        precision=precision,
+        checkpoint_every=checkpoint_every,
+        progress=progress,
     )
     sigint = signal.getsignal(signal.SIGINT)
     try:

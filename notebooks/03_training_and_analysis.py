@@ -52,7 +52,6 @@ except ImportError:
     import sys
 
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"nflows-tutorial @ git+{REPO_URL}"], check=True)
-    import nflows_tutorial
 
 # %% tags=["no-slides"]
 # %matplotlib inline

@@ -44,7 +44,7 @@ def need(available: bool, missing: str) -> None:
 def need_modules(*modules: str, extra: str) -> None:
     """Skip (or fail) unless every Python module is importable; the message names the extra to install."""
     absent = [m for m in modules if importlib.util.find_spec(m) is None]
-    need(not absent, f"{', '.join(absent)} not installed: pip install -e \".[{extra}]\"")
+    need(not absent, f'{", ".join(absent)} not installed: pip install -e ".[{extra}]"')
 
 
 def chromium_path() -> str:

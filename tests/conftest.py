@@ -31,11 +31,15 @@ def published_dir() -> Path:
             path = fetch_checkpoint(name, folder, progress=False)
         except CheckpointError as err:
             files = " and ".join(REGISTRY[n].filename for n in PUBLISHED)
-            pytest.skip(f"published checkpoints unavailable: {str(err).splitlines()[0]}. Set {URL_VARIABLE} to a "
-                        f"mirror serving {files}, or run 'python -m nflows_tutorial download simple vardeq'")
+            pytest.skip(
+                f"published checkpoints unavailable: {str(err).splitlines()[0]}. Set {URL_VARIABLE} to a "
+                f"mirror serving {files}, or run 'python -m nflows_tutorial download simple vardeq'"
+            )
         if sha256_of(path) != REGISTRY[name].sha256:
-            pytest.skip(f"{path} is not the published {name!r} checkpoint (one you trained?); move it elsewhere, "
-                        "or point PATH_CHECKPOINT at another folder")
+            pytest.skip(
+                f"{path} is not the published {name!r} checkpoint (one you trained?); move it elsewhere, "
+                "or point PATH_CHECKPOINT at another folder"
+            )
     return folder
 
 

@@ -23,16 +23,21 @@ TINY_EVAL = ["--limit", "8", "--batch-size", "8", "--importance-samples", "1", "
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m nflows_tutorial ARGS`` in a fresh interpreter, as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "nflows_tutorial", *args], cwd=ROOT, capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, timeout=1200,
+        [sys.executable, "-m", "nflows_tutorial", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=1200,
     )
 
 
 def start_cli(*args: str, log: Path) -> subprocess.Popen:
     """Start ``python -m nflows_tutorial ARGS`` without waiting for it; its output goes to ``log``."""
     with open(log, "w") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, "-m", "nflows_tutorial", *args], cwd=ROOT, stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "nflows_tutorial", *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -94,8 +99,20 @@ def test_missing_data_offline_is_one_line_and_exit_code_1(tmp_path, published_di
 def test_a_gpu_asked_for_on_a_machine_without_one_is_a_usage_error(published_dir, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU, so asking for one is not an error here")
-    code = cli.main(["sample", "--model", "simple", "--device", "cuda", "--offline",
-                     "--checkpoint-dir", str(published_dir), "--out", "never.png"])
+    code = cli.main(
+        [
+            "sample",
+            "--model",
+            "simple",
+            "--device",
+            "cuda",
+            "--offline",
+            "--checkpoint-dir",
+            str(published_dir),
+            "--out",
+            "never.png",
+        ]
+    )
     assert code == cli.USAGE_ERROR
     assert "--device cpu" in capsys.readouterr().err
 
@@ -117,8 +134,20 @@ def test_argument_types():
 
 # evaluate --------------------------------------------------------------------------------------------------------
 def test_evaluate_json_scores_the_published_models_and_skips_one_it_cannot_get(published_dir, mnist_root, capsys):
-    code = cli.main(["evaluate", "--model", "simple", "vardeq", "multiscale", "--offline",
-                     "--checkpoint-dir", str(published_dir), "--json", *TINY_EVAL])
+    code = cli.main(
+        [
+            "evaluate",
+            "--model",
+            "simple",
+            "vardeq",
+            "multiscale",
+            "--offline",
+            "--checkpoint-dir",
+            str(published_dir),
+            "--json",
+            *TINY_EVAL,
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0
     rows = json.loads(captured.out)
@@ -130,8 +159,12 @@ def test_evaluate_json_scores_the_published_models_and_skips_one_it_cannot_get(p
         assert row["stored_val_bpd"] == pytest.approx(stored["val"][0]["test_bpd"])
         assert row["stored_test_bpd"] == pytest.approx(stored["test"][0]["test_bpd"])
         assert row["stored_inference_ms"] == pytest.approx(1000 * stored["time"])
-        assert row["params"] == sum(p.numel() for p in load_pretrained(
-            row["model"], checkpoint_dir=published_dir, download=False, device="cpu")[0].parameters())
+        assert row["params"] == sum(
+            p.numel()
+            for p in load_pretrained(row["model"], checkpoint_dir=published_dir, download=False, device="cpu")[
+                0
+            ].parameters()
+        )
         assert row["images"] == {"val": 8, "test": 8} and row["importance_samples"] == 1
         assert row["inference_ms"] is None and row["sampling_ms"] is None
         # Eight images are a noisy sample, but a trained model is near its published score (an
@@ -143,12 +176,30 @@ def test_evaluate_json_scores_the_published_models_and_skips_one_it_cannot_get(p
 
 
 def test_evaluate_prints_the_table_with_speeds_beside_the_stored_numbers(published_dir, mnist_root, capsys):
-    code = cli.main(["evaluate", "--model", "simple", "--split", "test", "--limit", "8", "--batch-size", "8",
-                     "--importance-samples", "1", "--repeats", "1", "--quiet", "--offline",
-                     "--checkpoint-dir", str(published_dir)])
+    code = cli.main(
+        [
+            "evaluate",
+            "--model",
+            "simple",
+            "--split",
+            "test",
+            "--limit",
+            "8",
+            "--batch-size",
+            "8",
+            "--importance-samples",
+            "1",
+            "--repeats",
+            "1",
+            "--quiet",
+            "--offline",
+            "--checkpoint-dir",
+            str(published_dir),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
-    header, rule, row = out.strip().splitlines()
+    header, _rule, row = out.strip().splitlines()
     assert "Inference ms / 64" in header and "Sampling ms / 64" in header and "Parameters" in header
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     model, stored = load_pretrained("simple", checkpoint_dir=published_dir, download=False, device="cpu")
@@ -181,8 +232,23 @@ def test_sample_writes_a_repeatable_png_grid(tmp_path, published_dir):
 
 def test_interpolate_writes_one_row_per_pair(tmp_path, published_dir, mnist_root):
     out = tmp_path / "lerp.png"
-    code = cli.main(["interpolate", "--model", "vardeq", "--pairs", "2", "--steps", "5", "--offline",
-                     "--checkpoint-dir", str(published_dir), "--quiet", "--out", str(out)])
+    code = cli.main(
+        [
+            "interpolate",
+            "--model",
+            "vardeq",
+            "--pairs",
+            "2",
+            "--steps",
+            "5",
+            "--offline",
+            "--checkpoint-dir",
+            str(published_dir),
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     assert Image.open(out).size == (5 * 30 + 2, 2 * 30 + 2)
 
@@ -194,7 +260,9 @@ def test_download_fetches_named_checkpoints_and_reports_the_rest(tmp_path, publi
     out = capsys.readouterr().out
     assert code == 0
     for name in ("simple", "vardeq"):
-        assert (tmp_path / REGISTRY[name].filename).read_bytes() == (published_dir / REGISTRY[name].filename).read_bytes()
+        assert (tmp_path / REGISTRY[name].filename).read_bytes() == (
+            published_dir / REGISTRY[name].filename
+        ).read_bytes()
         assert f"{name}: {tmp_path / REGISTRY[name].filename}" in out
 
     code = cli.main(["download", "--all", "--checkpoint-dir", str(tmp_path), "--quiet"])
@@ -215,8 +283,9 @@ def test_a_broken_bench_module_leaves_the_other_commands_working(monkeypatch, ca
             raise ImportError("simulated: bench needs a package that is not installed")
         return real_import(name, *args)
 
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: object() if name.endswith(".bench") else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if name.endswith(".bench") else real_find_spec(name, *a)
+    )
     monkeypatch.setattr(importlib, "import_module", failing_import)
     parser = cli.build_parser()
     assert parser.parse_args(["sample", "--model", "simple", "--out", "x.png"]).command == "sample"

@@ -22,8 +22,22 @@ from nflows_tutorial.pretrained import REGISTRY
 ROOT = Path(__file__).resolve().parent.parent
 SIMPLE = REGISTRY["simple"].filename
 # A training run small enough for a shared 2-core machine.
-TINY_TRAIN = ["train", "--model", "simple", "--limit", "16", "--batch-size", "8", "--importance-samples", "1",
-              "--no-timing", "--no-compile", "--accelerator", "cpu", "--quiet"]
+TINY_TRAIN = [
+    "train",
+    "--model",
+    "simple",
+    "--limit",
+    "16",
+    "--batch-size",
+    "8",
+    "--importance-samples",
+    "1",
+    "--no-timing",
+    "--no-compile",
+    "--accelerator",
+    "cpu",
+    "--quiet",
+]
 
 
 def main(argv: list[str], capsys) -> tuple[int, list[str]]:
@@ -97,7 +111,9 @@ def test_several_machines_without_a_meeting_point_is_a_usage_error(capsys, monke
     monkeypatch.setenv("MASTER_PORT", "29500")
     monkeypatch.setenv("NODE_RANK", "0")
     cli._announce_nodes(2)
-    assert capsys.readouterr().err == "waiting for all 2 machines to join at 10.0.0.1:29500 (node rank 0); Ctrl-C stops\n"
+    assert (
+        capsys.readouterr().err == "waiting for all 2 machines to join at 10.0.0.1:29500 (node rank 0); Ctrl-C stops\n"
+    )
 
 
 # The machine's state: exit 1 -----------------------------------------------------------------------------------------
@@ -139,8 +155,9 @@ def test_a_read_only_cache_holding_a_damaged_file_is_one_line(tmp_path, capsys, 
 
     monkeypatch.setattr(os, "link", read_only)
     monkeypatch.setattr(os, "rename", read_only)
-    line = one_line(["sample", "--model", "simple", "--checkpoint-dir", str(tmp_path), "--out", str(tmp_path / "a.png")],
-                    capsys, 1)
+    line = one_line(
+        ["sample", "--model", "simple", "--checkpoint-dir", str(tmp_path), "--out", str(tmp_path / "a.png")], capsys, 1
+    )
     assert "failed verification" in line and "cannot be moved aside" in line and "PATH_CHECKPOINT" in line
 
 
@@ -150,8 +167,7 @@ def test_a_short_mnist_train_file_is_one_line(tmp_path, capsys, monkeypatch):
     (raw / "train-images-idx3-ubyte").write_bytes(bytes.fromhex("00000803 000003e8 0000001c 0000001c") + bytes(784_000))
     (raw / "train-labels-idx1-ubyte").write_bytes(bytes.fromhex("00000801 000003e8") + bytes(1000))
     monkeypatch.setenv("PATH_DATASETS", str(tmp_path / "data"))
-    line = one_line([*TINY_TRAIN, "--max-steps", "1", "--out-dir", str(tmp_path / "runs")],
-                    capsys, 1)
+    line = one_line([*TINY_TRAIN, "--max-steps", "1", "--out-dir", str(tmp_path / "runs")], capsys, 1)
     assert "train-images-idx3-ubyte holds 1,000 entries where MNIST has 60,000" in line
 
 
@@ -176,9 +192,22 @@ def test_a_full_disk_while_the_final_checkpoint_is_written_is_one_line(tmp_path,
 def test_ctrl_c_in_train_exits_130_without_a_traceback(tmp_path, mnist_root):
     last = tmp_path / "simple" / "checkpoints" / "last.ckpt"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nflows_tutorial", *TINY_TRAIN, "--epochs", "1000", "--checkpoint-every", "1",
-         "--out-dir", str(tmp_path)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "nflows_tutorial",
+            *TINY_TRAIN,
+            "--epochs",
+            "1000",
+            "--checkpoint-every",
+            "1",
+            "--out-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 600
     while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
@@ -199,13 +228,33 @@ def test_sampling_twice_from_a_folder_holding_your_model_keeps_it(tmp_path, publ
     env = {**os.environ, "NFLOWS_TUTORIAL_CHECKPOINT_URL": published_dir.as_uri() + "/"}  # the mirror is there
     for out in ("a.png", "b.png"):
         run = subprocess.run(
-            [sys.executable, "-m", "nflows_tutorial", "sample", "--model", "simple", "-n", "1", "--no-compile",
-             "--checkpoint-dir", str(own), "--out", str(tmp_path / out)],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+            [
+                sys.executable,
+                "-m",
+                "nflows_tutorial",
+                "sample",
+                "--model",
+                "simple",
+                "-n",
+                "1",
+                "--no-compile",
+                "--checkpoint-dir",
+                str(own),
+                "--out",
+                str(tmp_path / out),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
         assert run.returncode == 0, run.stderr
-        assert run.stderr.strip() == (f"nflows-tutorial: warning: using {own / SIMPLE}: it is not the published 'simple' "
-                                      "checkpoint, but it fits the model, so it is taken as your own (move it elsewhere "
-                                      "to get the published one)")
+        assert run.stderr.strip() == (
+            f"nflows-tutorial: warning: using {own / SIMPLE}: it is not the published 'simple' "
+            "checkpoint, but it fits the model, so it is taken as your own (move it elsewhere "
+            "to get the published one)"
+        )
     assert sorted(p.name for p in own.iterdir()) == [SIMPLE]
     assert (own / SIMPLE).read_bytes() == before

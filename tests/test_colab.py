@@ -14,7 +14,9 @@ from nflows_tutorial.repository import BRANCH, REPO_URL, colab_url, github_parts
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.py"))
-COLAB_LINK = re.compile(r"https://colab\.research\.google\.com/github/([^/\s]+)/([^/\s]+)/blob/([^/\s]+)/([^\s)`'\"<>]+)")
+COLAB_LINK = re.compile(
+    r"https://colab\.research\.google\.com/github/([^/\s]+)/([^/\s]+)/blob/([^/\s]+)/([^\s)`'\"<>]+)"
+)
 REPO_URL_LINE = re.compile(r'^REPO_URL = "([^"]*)"$', re.MULTILINE)
 # Texts a reader follows to Colab: the README, the notebooks' sources, the course's Markdown pages.
 LINKING_TEXTS = [ROOT / "README.md", *sorted((ROOT / "notebooks").glob("*.md")), *NOTEBOOKS]
@@ -49,7 +51,9 @@ def test_every_colab_link_opens_a_notebook_of_this_repository():
     owner, name = github_parts()
     for text, match in links:
         where = f"{text.relative_to(ROOT)}: {match.group(0)}"
-        assert (match.group(1), match.group(2), match.group(3)) == (owner, name, BRANCH), f"{where} is not {REPO_URL}@{BRANCH}"
+        assert (match.group(1), match.group(2), match.group(3)) == (owner, name, BRANCH), (
+            f"{where} is not {REPO_URL}@{BRANCH}"
+        )
         path = match.group(4)
         assert path.endswith(".ipynb") and (ROOT / path).is_file(), f"{where} points at {path}, not a notebook here"
 
@@ -59,11 +63,16 @@ def test_the_website_builds_its_colab_links_from_the_repository_url():
     options = conf["html_theme_options"]
     assert (options["repository_url"], options["repository_branch"]) == (REPO_URL, BRANCH)
     # The site's sources mirror the repository root, so the theme's link for page P is colab_url(P.ipynb).
-    assert options["path_to_docs"] == "" and options["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    assert (
+        options["path_to_docs"] == "" and options["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    )
     for source in NOTEBOOKS:
         path = source.relative_to(ROOT).with_suffix(".ipynb").as_posix()
         assert (ROOT / path).is_file()
-        assert colab_url(path) == f"https://colab.research.google.com/github/{'/'.join(github_parts())}/blob/{BRANCH}/{path}"
+        assert (
+            colab_url(path)
+            == f"https://colab.research.google.com/github/{'/'.join(github_parts())}/blob/{BRANCH}/{path}"
+        )
 
 
 def _pip_arguments(call: ast.Call) -> list[str]:
@@ -77,7 +86,8 @@ def _pip_arguments(call: ast.Call) -> list[str]:
 def test_first_cell_installs_the_package_only_when_missing_and_keeps_colabs_torch(source):
     tree = ast.parse(_first_code_cell(source))
     guards = [
-        node for node in ast.walk(tree)
+        node
+        for node in ast.walk(tree)
         if isinstance(node, ast.Try)
         and any(isinstance(s, ast.Import) and any(a.name == "nflows_tutorial" for a in s.names) for s in node.body)
     ]

@@ -48,7 +48,9 @@ def test_bpd_is_the_mean_over_images_not_over_batches(tiny_flow, ten_images):
 
 
 @pytest.mark.parametrize("images_per_pass", [1, 8, 20, 64])
-def test_stacking_draws_into_passes_gives_the_plain_estimate_with_the_same_noise(tiny_flow, ten_images, images_per_pass):
+def test_stacking_draws_into_passes_gives_the_plain_estimate_with_the_same_noise(
+    tiny_flow, ten_images, images_per_pass
+):
     imgs = ten_images.images[:4].to(torch.int32)
     torch.manual_seed(3)
     plain = tiny_flow.log_likelihood(imgs, importance_samples=5)
@@ -112,8 +114,17 @@ def test_stored_numbers_of_an_empty_result_are_missing():
 
 def test_results_row_measures_each_split_beside_the_stored_numbers(tiny_flow, ten_images):
     stored = {"val": [{"test_bpd": 1.5}], "time": 0.02}
-    row = results_row("tiny", tiny_flow, {"test": ten_images}, stored, limit=6, batch_size=4,
-                      importance_samples=2, seed=3, repeats=None)
+    row = results_row(
+        "tiny",
+        tiny_flow,
+        {"test": ten_images},
+        stored,
+        limit=6,
+        batch_size=4,
+        importance_samples=2,
+        seed=3,
+        repeats=None,
+    )
     assert row["test_bpd"] == evaluate_bpd(tiny_flow, make_loader(ten_images, 4, limit=6), 2, seed=3)
     assert row["val_bpd"] is None and row["inference_ms"] is None and row["sampling_ms"] is None
     assert row["stored_val_bpd"] == 1.5 and row["stored_inference_ms"] == pytest.approx(20.0)
@@ -131,9 +142,18 @@ def table_cells(text: str) -> list[list[str]]:
 
 def test_results_table_puts_each_measurement_beside_its_stored_value():
     rows = [
-        {"model": "simple", "val_bpd": 1.07981, "test_bpd": 1.05236, "inference_ms": 812.4, "sampling_ms": 960.0,
-         "params": 556312, "stored_val_bpd": 1.0798, "stored_test_bpd": 1.0784, "stored_inference_ms": 19.6,
-         "stored_sampling_ms": 17.7},
+        {
+            "model": "simple",
+            "val_bpd": 1.07981,
+            "test_bpd": 1.05236,
+            "inference_ms": 812.4,
+            "sampling_ms": 960.0,
+            "params": 556312,
+            "stored_val_bpd": 1.0798,
+            "stored_test_bpd": 1.0784,
+            "stored_inference_ms": 19.6,
+            "stored_sampling_ms": 17.7,
+        },
         {"model": "mine", "val_bpd": None, "test_bpd": 2.5, "params": 10},
     ]
     header, _, simple, mine = table_cells(results_table(rows))

@@ -82,8 +82,10 @@ def test_student_copy_holds_no_solution_text(copies, name):
     solution = nbformat.read(ROOT / "notebooks" / name, as_version=4)
     secret = solution_lines(solution)
     assert len(secret) >= 4, "the solutions of a notebook should hold several telling lines"
-    texts = {name: notebook_text(nbformat.read(copies / name, as_version=4)),
-             Path(name).with_suffix(".py").name: (copies / name).with_suffix(".py").read_text()}
+    texts = {
+        name: notebook_text(nbformat.read(copies / name, as_version=4)),
+        Path(name).with_suffix(".py").name: (copies / name).with_suffix(".py").read_text(),
+    }
     for file, text in texts.items():
         assert BEGIN not in text and END not in text
         leaked = sorted(line for line in secret if line in text)
@@ -130,19 +132,31 @@ CHECK = ("my_f()", [CHECK_TAG])
 
 
 def test_stub_keeps_the_indentation_and_every_region():
-    source = "# Exercise 3: two parts\ndef f():\n    # BEGIN SOLUTION\n    return 1\n    # END SOLUTION\n\n\ndef g():\n" \
-             "    if True:\n        # BEGIN SOLUTION\n        return 2\n        # END SOLUTION\n"
+    source = (
+        "# Exercise 3: two parts\ndef f():\n    # BEGIN SOLUTION\n    return 1\n    # END SOLUTION\n\n\ndef g():\n"
+        "    if True:\n        # BEGIN SOLUTION\n        return 2\n        # END SOLUTION\n"
+    )
     student = student_notebook(notebook((source, [EXERCISE_TAG]), CHECK))
     stub = 'raise NotImplementedError("Exercise 3: two parts")'
     assert student.cells[0].source.splitlines() == [
-        "# Exercise 3: two parts", "def f():", f"    {stub}", "", "", "def g():", "    if True:", f"        {stub}",
+        "# Exercise 3: two parts",
+        "def f():",
+        f"    {stub}",
+        "",
+        "",
+        "def g():",
+        "    if True:",
+        f"        {stub}",
     ]
 
 
 @pytest.mark.parametrize(
     ("cells", "words"),
     [
-        ([("x = 1\n# BEGIN SOLUTION\n# END SOLUTION", [EXERCISE_TAG]), CHECK], "first line reads '# Exercise N: <title>'"),
+        (
+            [("x = 1\n# BEGIN SOLUTION\n# END SOLUTION", [EXERCISE_TAG]), CHECK],
+            "first line reads '# Exercise N: <title>'",
+        ),
         ([("# Exercise 1: t\n# BEGIN SOLUTION\nx = 1", [EXERCISE_TAG]), CHECK], "never closed"),
         ([("# Exercise 1: t\nx = 1\n# END SOLUTION", [EXERCISE_TAG]), CHECK], "without a '# BEGIN SOLUTION'"),
         ([("# Exercise 1: t\nx = 1", [EXERCISE_TAG]), CHECK], "needs a solution between"),
@@ -175,7 +189,9 @@ def execute(copies):
             with pytest.MonkeyPatch.context() as patch:  # the kernel inherits this process's environment
                 for key, value in env.items():
                     patch.setenv(key, value)
-                NotebookClient(nb, timeout=900, allow_errors=True, resources={"metadata": {"path": str(copies)}}).execute()
+                NotebookClient(
+                    nb, timeout=900, allow_errors=True, resources={"metadata": {"path": str(copies)}}
+                ).execute()
             _executed[name] = nb
         return _executed[name]
 

@@ -14,7 +14,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Tests that need nothing, tests that need MNIST, tests that need the published checkpoints.
-SUBSET = ["tests/test_masks_networks.py", "tests/test_data.py", "tests/test_models.py::test_wrong_checkpoint_names_model_and_first_key"]
+SUBSET = [
+    "tests/test_masks_networks.py",
+    "tests/test_data.py",
+    "tests/test_models.py::test_wrong_checkpoint_names_model_and_first_key",
+]
 
 
 def test_a_bare_clone_passes_or_names_what_is_missing(tmp_path):
@@ -23,11 +27,21 @@ def test_a_bare_clone_passes_or_names_what_is_missing(tmp_path):
     clone = tmp_path / "empty" / "nflows-tutorial"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, capture_output=True, timeout=120)
     # No course variables at all, and no network: the loopback port 9 refuses, DNS is not consulted.
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(clone),
-           "PATH_DATASETS": str(tmp_path / "no-data"), "NFLOWS_TUTORIAL_CHECKPOINT_URL": "http://127.0.0.1:9/"}
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(clone),
+        "PATH_DATASETS": str(tmp_path / "no-data"),
+        "NFLOWS_TUTORIAL_CHECKPOINT_URL": "http://127.0.0.1:9/",
+    }
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:nbval", "-o", "addopts=-p no:cacheprovider", "-q", *SUBSET],
-        cwd=clone, env=env, capture_output=True, text=True, timeout=600, check=False,
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     summary = run.stdout.strip().splitlines()[-1]
@@ -38,6 +52,7 @@ def test_a_bare_clone_passes_or_names_what_is_missing(tmp_path):
     reasons = [line.split("skipped: ", 1)[1] for line in skips]
     assert len(reasons) == 2, run.stdout
     assert any(r.startswith("MNIST unavailable") and "PATH_DATASETS" in r for r in reasons), reasons
-    assert any(r.startswith("published checkpoints unavailable") and "NFLOWS_TUTORIAL_CHECKPOINT_URL" in r
-               for r in reasons), reasons
+    assert any(
+        r.startswith("published checkpoints unavailable") and "NFLOWS_TUTORIAL_CHECKPOINT_URL" in r for r in reasons
+    ), reasons
     assert str(ROOT.parent / "shared") not in run.stdout

@@ -35,10 +35,16 @@ def test_mnist_as_loaded_is_scored(model):
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda m: m.bits_per_dim(torch.zeros(2, 1, 28, 28, dtype=torch.int8)), "int8 tensor cannot hold the pixel values 0..255"),
+        (
+            lambda m: m.bits_per_dim(torch.zeros(2, 1, 28, 28, dtype=torch.int8)),
+            "int8 tensor cannot hold the pixel values 0..255",
+        ),
         (lambda m: m.bits_per_dim(torch.zeros(0, 1, 28, 28, dtype=torch.uint8)), "batch of 0 images"),
         (lambda m: m.bits_per_dim(torch.tensor(7)), r"images of shape \[batch, 1, 28, 28\], got \[\]"),
-        (lambda m: m.bits_per_dim(torch.full((1, 1, 28, 28), 256)), "pixel values in 0..255, got values from 256 to 256"),
+        (
+            lambda m: m.bits_per_dim(torch.full((1, 1, 28, 28), 256)),
+            "pixel values in 0..255, got values from 256 to 256",
+        ),
         (lambda m: m.sample(0), "number of images to sample must be positive, got 0"),
         (lambda m: m.sample(-1), "number of images to sample must be positive, got -1"),
         (lambda m: m.sample((0, 1, 28, 28)), "must be positive, got 0"),

@@ -25,7 +25,7 @@ def test_the_linear_midpoint_is_short_and_the_spherical_one_is_not():
     spherical = latent_path(z1, z2, 3, "spherical")[1].norm()
     ends = (z1.norm() + z2.norm()) / 2
     # Independent Gaussian latents are nearly orthogonal, so the linear midpoint has about 1/sqrt(2) of their norm.
-    assert linear / ends == pytest.approx(2 ** -0.5, abs=0.05)
+    assert linear / ends == pytest.approx(2**-0.5, abs=0.05)
     assert spherical == pytest.approx(ends.item(), rel=1e-9)
 
 

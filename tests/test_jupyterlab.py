@@ -30,6 +30,7 @@ from browser import (
     need_modules,
     serve,
 )
+
 from conftest import SHARED_CHECKPOINTS, SHARED_DATA
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,10 +135,18 @@ def lab(tmp_path_factory):
         port = free_port()
         log = tmp / "jupyterlab.log"
         command = [
-            sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",  # CI containers run as root
-            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-            "--IdentityProvider.token=", "--ServerApp.password=",
-            f"--ServerApp.root_dir={course / 'notebooks'}", "--LabApp.expose_app_in_browser=True",
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",  # CI containers run as root
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            "--IdentityProvider.token=",
+            "--ServerApp.password=",
+            f"--ServerApp.root_dir={course / 'notebooks'}",
+            "--LabApp.expose_app_in_browser=True",
         ]
         with open(log, "w") as log_file:
             server = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)

@@ -24,17 +24,36 @@ SOURCES = sorted(NOTEBOOKS.glob("[0-9]*.py"))
 IGNORE = "nbval-ignore-output"
 
 # Names whose value depends on the mode, the machine or the network, not on the code alone.
-MODE_SOURCES = frozenset({
-    "quick_mode", "QUICK", "default_device", "os", "TRAIN_FROM_SCRATCH", "load_pretrained", "train_flow",
-    "read_checkpoint", "read_scalars", "time_likelihood", "time_sampling", "results_row",
-})
+MODE_SOURCES = frozenset(
+    {
+        "quick_mode",
+        "QUICK",
+        "default_device",
+        "os",
+        "TRAIN_FROM_SCRATCH",
+        "load_pretrained",
+        "train_flow",
+        "read_checkpoint",
+        "read_scalars",
+        "time_likelihood",
+        "time_sampling",
+        "results_row",
+    }
+)
 # Sources that print nothing when called, so a plain assignment from them is silent.
 SILENT_SOURCES = frozenset({"quick_mode", "default_device", "os"})
 # Strings that betray the machine a notebook ran on rather than the course.
 NOISE = [
-    r"127\.0\.0\.1", r"localhost:\d+", r"/tmp/", r"litlogger", r"Deprecat", r"HTTP [1-5]\d\d", r"\bTip:",
+    r"127\.0\.0\.1",
+    r"localhost:\d+",
+    r"/tmp/",
+    r"litlogger",
+    r"Deprecat",
+    r"HTTP [1-5]\d\d",
+    r"\bTip:",
     # A warning's source location: the path of the checkout or of the installed packages.
-    r"site-packages/", r"/nflows_tutorial/[\w/]+\.py:\d+",
+    r"site-packages/",
+    r"/nflows_tutorial/[\w/]+\.py:\d+",
 ]
 
 

@@ -6,6 +6,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import itertools
+
 import pytest
 import torch
 from matplotlib.collections import PolyCollection
@@ -172,7 +174,7 @@ def test_architecture_shows_the_checkerboard_alternating(name):
     model = create_model(name)
     icons = _mask_icons(plots.plot_architecture(model))
     assert len(icons) == 8 and all(len(icon) == 4 for icon in icons)
-    for a, b in zip(icons[:-1], icons[1:]):
+    for a, b in itertools.pairwise(icons):
         assert all(x != y for x, y in zip(a, b)), "consecutive couplings must show inverted checkerboards"
     legend = [t.get_text() for t in plots.plot_architecture(model).axes[0].get_legend().get_texts()]
     assert legend == ["kept (input to the network)", "transformed"]
@@ -202,8 +204,11 @@ def test_labels_of_a_diagram_do_not_overlap():
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
         renderer = FigureCanvasAgg(fig).get_renderer()
-        boxes = [t.get_window_extent(renderer) for t in fig.axes[0].texts if t.get_text().strip()
-                 and getattr(t, "arrow_patch", None) is None]
+        boxes = [
+            t.get_window_extent(renderer)
+            for t in fig.axes[0].texts
+            if t.get_text().strip() and getattr(t, "arrow_patch", None) is None
+        ]
         overlaps = [(i, j) for i in range(len(boxes)) for j in range(i) if boxes[i].overlaps(boxes[j])]
         assert not overlaps, f"{name}: overlapping labels {overlaps}"
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from http_fixtures import LoopbackServer
 
 from nflows_tutorial import download
 from nflows_tutorial.builders import MODEL_NAMES, create_model
@@ -30,6 +29,8 @@ from nflows_tutorial.pretrained import (
     load_pretrained,
     read_checkpoint,
 )
+
+from http_fixtures import LoopbackServer
 
 SIMPLE = REGISTRY["simple"].filename
 VARDEQ = REGISTRY["vardeq"].filename
@@ -133,7 +134,7 @@ def test_first_call_downloads_and_verifies_then_later_calls_stay_offline(server,
     assert f"Downloading the 'simple' checkpoint (2.21 MiB) from {server.url}{SIMPLE}" in shown
     assert "100%" in shown and "2.21M/2.21M" in shown
 
-    again, result_again = load_pretrained("simple", device="cpu")
+    _again, result_again = load_pretrained("simple", device="cpu")
     assert server.requests == [SIMPLE]  # the verified cache answered
     assert result_again == result
     assert capsys.readouterr().err == ""
@@ -331,8 +332,9 @@ def test_a_damaged_file_in_a_read_only_cache_is_one_clear_error(server, cache, m
 
 
 def test_temporary_files_of_ended_processes_are_swept_but_live_ones_kept(server, cache, published_dir):
-    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                           check=True)
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     host = download._HOST
     gone = cache / f".{SIMPLE}.{host}-{ended.stdout.strip()}-0a1b2c3d.part"  # killed a moment ago
     alive = cache / f".{SIMPLE}.{host}-{os.getppid()}-0a1b2c3d.part"  # a running process
@@ -521,8 +523,10 @@ def test_a_mirror_serving_junk_is_one_line_that_names_no_temporary_file(server, 
     with pytest.raises(CheckpointError) as err:
         load_pretrained("multiscale", progress=False)
     first = str(err.value).splitlines()[0]
-    assert first == ("Could not download the 'multiscale' checkpoint: the server sent a file that failed verification: "
-                     "the downloaded file is not a PyTorch checkpoint (another kind of file, or damaged)")
+    assert first == (
+        "Could not download the 'multiscale' checkpoint: the server sent a file that failed verification: "
+        "the downloaded file is not a PyTorch checkpoint (another kind of file, or damaged)"
+    )
     assert ".part" not in str(err.value)
     assert files_in(cache) == []
 
@@ -531,7 +535,9 @@ def test_a_trickling_mirror_counts_as_stalled(server, cache, published_dir, monk
     monkeypatch.setattr(download, "STALL_WINDOW", 0.5)  # 10 bytes a second is far under 1 KiB/s
     server.add(SIMPLE, published_dir / SIMPLE, fault="trickle")
     started = time.monotonic()
-    with pytest.raises(CheckpointError, match=r"the transfer stalled: \d bytes in 1 s, under 1 KiB/s \(gave up after 2"):
+    with pytest.raises(
+        CheckpointError, match=r"the transfer stalled: \d bytes in 1 s, under 1 KiB/s \(gave up after 2"
+    ):
         fetch_checkpoint("simple", progress=False)
     assert time.monotonic() - started < 10
     assert files_in(cache) == []

@@ -26,7 +26,9 @@ def _field(number: int, wire: int, payload: bytes) -> bytes:
 def _event(step: int, tag: str, value: float) -> bytes:
     """One TFRecord holding an Event with one scalar, as TensorBoard writes it (CRCs are not checked here)."""
     summary_value = _field(1, 2, tag.encode()) + _field(2, 5, struct.pack("<f", value))
-    event = _field(1, 1, struct.pack("<d", 1.0)) + _field(2, 0, _varint(step)) + _field(5, 2, _field(1, 2, summary_value))
+    event = (
+        _field(1, 1, struct.pack("<d", 1.0)) + _field(2, 0, _varint(step)) + _field(5, 2, _field(1, 2, summary_value))
+    )
     return struct.pack("<Q", len(event)) + b"\0" * 4 + event + b"\0" * 4
 
 
@@ -36,7 +38,8 @@ def test_tensorboard_logs_of_a_resumed_run_are_merged(tmp_path):
     first.mkdir(parents=True)
     second.mkdir(parents=True)
     (first / "events.out.tfevents.1.host").write_bytes(
-        _event(49, "train_bpd", 1.5) + _event(389, "val_bpd", 1.25) + _event(99, "train_bpd", 1.375))
+        _event(49, "train_bpd", 1.5) + _event(389, "val_bpd", 1.25) + _event(99, "train_bpd", 1.375)
+    )
     (second / "events.out.tfevents.2.host").write_bytes(_event(99, "train_bpd", 1.25) + _event(779, "val_bpd", 1.125))
     scalars = read_scalars(tmp_path)
     assert scalars["train_bpd"] == [(49, 1.5), (99, 1.25)], "a step logged again after a resume keeps the later value"

@@ -178,7 +178,9 @@ def test_every_course_page_is_built_and_linked(site):
 def test_pages_load_without_errors_or_outside_requests(site):
     assert not site.outside_requests, f"the site asks the internet for {sorted(set(site.outside_requests))[:5]}"
     problems = {
-        url: v.console_errors + v.failed_requests for url, v in site.visits.items() if v.console_errors or v.failed_requests
+        url: v.console_errors + v.failed_requests
+        for url, v in site.visits.items()
+        if v.console_errors or v.failed_requests
     }
     assert not problems, f"pages with console errors or failed requests: {problems}"
 

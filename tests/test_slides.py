@@ -65,7 +65,9 @@ def test_cli_lists_each_deck_with_its_slide_count(tmp_path, capsys):
     for line, path in zip(printed, NOTEBOOKS):
         count = slide_count(nbformat.read(path, as_version=4))
         assert line.endswith(f"{path.stem}.slides.html  ({count} slides)")
-    assert (tmp_path / ASSETS / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2" / "MathJax_Main-Regular.woff").is_file()
+    assert (
+        tmp_path / ASSETS / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2" / "MathJax_Main-Regular.woff"
+    ).is_file()
 
 
 # The browser --------------------------------------------------------------------------------------------------
@@ -102,7 +104,9 @@ def served(decks):
 def browser(served):
     sync_playwright, chromium = _browser_or_skip()
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        launched = playwright.chromium.launch(
+            executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
         yield launched
         launched.close()
 
@@ -133,7 +137,9 @@ def test_deck_in_a_browser(browser, served, stem):
     assert page.evaluate("Reveal.getTotalSlides()") == expected
     assert page.evaluate("document.querySelector('.reveal .slides').textContent.includes('$$')") is False, "raw $$ left"
     assert page.evaluate("document.querySelectorAll('.reveal .slides mjx-container').length") > 10
-    images = page.evaluate("[...document.querySelectorAll('.reveal .slides img')].map(i => [i.complete, i.naturalWidth])")
+    images = page.evaluate(
+        "[...document.querySelectorAll('.reveal .slides img')].map(i => [i.complete, i.naturalWidth])"
+    )
     assert images and all(complete and width > 0 for complete, width in images), images
     if stem.startswith("02_"):
         assert page.evaluate(SQUEEZE_SLIDE) is not None, "no slide shows plot_squeeze(grid)"

@@ -22,8 +22,19 @@ from test_cli import run_cli, start_cli
 # A training run a 2-core machine finishes in about a minute: 3 steps of 8 images per epoch.
 STEPS_PER_EPOCH = 3
 TINY_TRAIN = [
-    "train", "--model", "simple", "--limit", str(8 * STEPS_PER_EPOCH), "--batch-size", "8",
-    "--importance-samples", "1", "--no-timing", "--accelerator", "cpu", "--quiet",
+    "train",
+    "--model",
+    "simple",
+    "--limit",
+    str(8 * STEPS_PER_EPOCH),
+    "--batch-size",
+    "8",
+    "--importance-samples",
+    "1",
+    "--no-timing",
+    "--accelerator",
+    "cpu",
+    "--quiet",
 ]
 
 
@@ -144,7 +155,9 @@ def test_a_killed_run_resumes_at_the_same_step_and_ends_where_an_unbroken_run_do
     assert at_kill["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": epoch, "consumed": consumed}]
 
     target = step + STEPS_PER_EPOCH + 1  # across the next epoch boundary
-    resumed = run_cli(*TINY_TRAIN, "--epochs", "100", "--resume", "--max-steps", str(target), "--out-dir", str(killed_dir))
+    resumed = run_cli(
+        *TINY_TRAIN, "--epochs", "100", "--resume", "--max-steps", str(target), "--out-dir", str(killed_dir)
+    )
     assert resumed.returncode == 0, resumed.stderr
     unbroken = run_cli(*TINY_TRAIN, "--epochs", "100", "--max-steps", str(target), "--out-dir", str(whole_dir))
     assert unbroken.returncode == 0, unbroken.stderr
@@ -174,10 +187,11 @@ def test_a_nan_loss_stops_training_and_says_at_which_step_and_what_to_try(tmp_pa
 
 
 def test_two_processes_train_with_lightning_ddp_on_cpu_and_publish_a_loadable_checkpoint(tmp_path, mnist_root):
-    result = run_cli(*TINY_TRAIN, "--devices", "2", "--strategy", "ddp", "--max-steps", "2", "--json",
-                     "--out-dir", str(tmp_path))
+    result = run_cli(
+        *TINY_TRAIN, "--devices", "2", "--strategy", "ddp", "--max-steps", "2", "--json", "--out-dir", str(tmp_path)
+    )
     assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
     assert summary["processes"] == 2 and summary["global_step"] == 2
     model, stored = load_pretrained("simple", checkpoint_dir=tmp_path, download=False, device="cpu")
     assert stored["test"] == summary["test"] and stored["val"] == summary["val"]
@@ -202,8 +216,10 @@ def test_quiet_lightning_drops_the_advertising_tip_and_the_pytree_deprecation_on
         with quiet_lightning():
             rank_zero_info("💡 Tip: try installing [litlogger](https://pypi.org/project/litlogger/)")
             rank_zero_info("GPU available: False, used: False")
-            warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use something else", FutureWarning)
-            warnings.warn("the run is slow", UserWarning)
+            warnings.warn(
+                "`isinstance(treespec, LeafSpec)` is deprecated, use something else", FutureWarning, stacklevel=2
+            )
+            warnings.warn("the run is slow", UserWarning, stacklevel=2)
     messages = [record.getMessage() for record in caplog.records]
     assert not any("litlogger" in m for m in messages)
     assert "GPU available: False, used: False" in messages
