@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,12 +46,21 @@ __all__ = [
 LAYER_GID = "flow-layer"
 #: Widest figure in inches: wider ones are scaled down on a laptop screen or a slide until their text is unreadable.
 MAX_WIDTH = 10.0
-_BOX_STYLE = dict(boxstyle="round,pad=0.02,rounding_size=0.08", linewidth=1.2)
+_BOX_STYLE = "round,pad=0.02,rounding_size=0.08"
+_BOX_LINEWIDTH = 1.2
 
 
 def _box(ax, x: float, y: float, w: float, h: float, text: str, color: str, gid: str | None = None, size: float = 9):
     """Draw a rounded box centred at ``(x, y)`` with ``text`` inside it."""
-    patch = FancyBboxPatch((x - w / 2, y - h / 2), w, h, facecolor=color, edgecolor="0.25", **_BOX_STYLE)
+    patch = FancyBboxPatch(
+        (x - w / 2, y - h / 2),
+        w,
+        h,
+        facecolor=color,
+        edgecolor="0.25",
+        boxstyle=_BOX_STYLE,
+        linewidth=_BOX_LINEWIDTH,
+    )
     if gid is not None:
         patch.set_gid(gid)
     ax.add_patch(patch)
@@ -328,9 +338,9 @@ def plot_dequantization_volumes(
     axis; the outermost two slices continue beyond ``z_range``.
     """
     prior = torch.ones(levels) if prior is None else torch.as_tensor(prior, dtype=torch.float64)
-    z = torch.linspace(z_range[0], z_range[1], 2001, dtype=torch.float64)
-    density, level = dequantization_density(prior, z)
-    z, density, level = z.numpy(), density.numpy(), level.numpy()
+    grid = torch.linspace(z_range[0], z_range[1], 2001, dtype=torch.float64)
+    density_t, level_t = dequantization_density(prior, grid)
+    z, density, level = grid.numpy(), density_t.numpy(), level_t.numpy()
     fig = Figure(figsize=(7, 3.2))
     ax = fig.add_subplot()
     edges = []
@@ -465,10 +475,10 @@ def plot_dequantization_histogram(noise: torch.Tensor, bins: int = 50, title: st
     Values a hair outside the unit interval (within ``1e-3``, as the alpha margin of variational
     dequantization allows) are counted in the outermost bins.
     """
-    values = noise.detach().flatten().cpu().double()
-    if values.numel() == 0 or values.min() < -1e-3 or values.max() > 1 + 1e-3:
+    flat = noise.detach().flatten().cpu().double()
+    if flat.numel() == 0 or flat.min() < -1e-3 or flat.max() > 1 + 1e-3:
         raise ValueError("noise must be a non-empty tensor of values in [0, 1]")
-    values = values.clamp(0, 1).numpy()
+    values = flat.clamp(0, 1).numpy()
     fig = Figure(figsize=(5.5, 3.4))
     ax = fig.add_subplot()
     ax.hist(values, bins=bins, range=(0, 1), density=True, color="C0", alpha=0.7, label="learned $q(u|x)$")
@@ -513,6 +523,13 @@ def plot_image_panels(panels: Mapping[str, torch.Tensor], ncol: int = 4, title: 
     return fig
 
 
+#: Tag, legend label and line style of each curve :func:`plot_learning_curves` draws.
+_LEARNING_CURVES: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("train_bpd", "training", {"color": "C0", "alpha": 0.8, "linewidth": 1}),
+    ("val_bpd", "validation", {"color": "C3", "marker": "o", "markersize": 4, "linewidth": 1.5}),
+)
+
+
 def plot_learning_curves(runs: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]]) -> Figure:
     """Training and validation bits per dimension against the optimisation step, one panel per run.
 
@@ -525,10 +542,7 @@ def plot_learning_curves(runs: Mapping[str, Mapping[str, Sequence[tuple[int, flo
     for i, (label, scalars) in enumerate(runs.items(), start=1):
         ax = fig.add_subplot(1, len(runs), i)
         drawn = False
-        for tag, name, style in (
-            ("train_bpd", "training", {"color": "C0", "alpha": 0.8, "linewidth": 1}),
-            ("val_bpd", "validation", {"color": "C3", "marker": "o", "markersize": 4, "linewidth": 1.5}),
-        ):
+        for tag, name, style in _LEARNING_CURVES:
             points = scalars.get(tag) or []
             if points:
                 steps, values = zip(*points)
