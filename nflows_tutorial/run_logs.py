@@ -12,6 +12,7 @@ import math
 import os
 import struct
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["read_scalars", "LogError"]
@@ -32,9 +33,13 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(data: bytes):
-    """Yield ``(field number, wire type, value)`` of one protocol-buffer message (the wire format, no schema)."""
+def _fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
+    """Yield ``(field number, wire type, value)`` of one protocol-buffer message (the wire format, no schema).
+
+    A varint field (wire type 0) gives an ``int``, every other field its raw ``bytes``.
+    """
     pos = 0
+    value: int | bytes
     while pos < len(data):
         key, pos = _varint(data, pos)
         number, wire = key >> 3, key & 7
@@ -63,14 +68,16 @@ def _tfevents_scalars(path: Path) -> list[tuple[str, int, float]]:
         pos += 12 + length + 4
         step, values = 0, []
         for number, _, value in _fields(record):
-            if number == 2:
+            if number == 2 and isinstance(value, int):
                 step = value
-            elif number == 5:
+            elif number == 5 and isinstance(value, bytes):
                 for vnum, _, entry in _fields(value):
-                    if vnum != 1:
+                    if vnum != 1 or not isinstance(entry, bytes):
                         continue
                     tag, scalar = None, None
                     for enum, wire, item in _fields(entry):
+                        if not isinstance(item, bytes):
+                            continue
                         if enum == 1:
                             tag = item.decode()
                         elif enum == 2 and wire == 5:
