@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from tqdm import tqdm
 
@@ -79,22 +79,39 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-class _ReadTimeout:
+class _ReadTimeoutConnection(http.client.HTTPConnection):
+    """Opened within the connect timeout; once open, every read waits up to ``read_timeout`` seconds."""
+
+    read_timeout: float | None = None
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.settimeout(self.read_timeout)
+
+
+class _ReadTimeoutHTTPSConnection(_ReadTimeoutConnection, http.client.HTTPSConnection):
+    """The same over TLS: ``HTTPSConnection.connect`` (the handshake included) runs under the connect timeout."""
+
+
+class _ReadTimeout(urllib.request.AbstractHTTPHandler):
     """Handler mixin: the connect timeout covers opening the connection, then reads get their own."""
 
     def __init__(self, read_timeout: float) -> None:
         super().__init__()
         self.read_timeout = read_timeout
 
-    def do_open(self, http_class, req, **kwargs):
+    def do_open(self, http_class: object, req: urllib.request.Request, **kwargs: Any) -> http.client.HTTPResponse:
+        # urllib passes HTTPConnection for http:// and HTTPSConnection for https://.
+        tls = isinstance(http_class, type) and issubclass(http_class, http.client.HTTPSConnection)
+        connection_class = _ReadTimeoutHTTPSConnection if tls else _ReadTimeoutConnection
         read_timeout = self.read_timeout
 
-        class Connection(http_class):
-            def connect(self) -> None:
-                super().connect()
-                self.sock.settimeout(read_timeout)
+        def connection(*args: Any, **conn_kwargs: Any) -> _ReadTimeoutConnection:
+            conn = connection_class(*args, **conn_kwargs)
+            conn.read_timeout = read_timeout
+            return conn
 
-        return super().do_open(Connection, req, **kwargs)
+        return super().do_open(connection, req, **kwargs)
 
 
 class _HTTPHandler(_ReadTimeout, urllib.request.HTTPHandler):
