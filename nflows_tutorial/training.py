@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -54,6 +54,23 @@ __all__ = [
 ]
 
 GRADIENT_CLIP = 1.0
+
+#: The ``precision`` values ``pytorch_lightning.Trainer`` accepts as text: ``"32-true"`` (the course's
+#: default), ``"bf16-mixed"``, ..., and the short aliases ``"64"``, ``"32"``, ``"16"``, ``"bf16"``.
+Precision: TypeAlias = Literal[
+    "64-true",
+    "32-true",
+    "16-true",
+    "16-mixed",
+    "bf16-true",
+    "bf16-mixed",
+    "transformer-engine",
+    "transformer-engine-float16",
+    "64",
+    "32",
+    "16",
+    "bf16",
+]
 
 
 def _logger(folder: Path) -> CSVLogger | TensorBoardLogger:
@@ -139,7 +156,7 @@ def make_trainer(
     devices: int | str | list[int] = "auto",
     strategy: str = "auto",
     num_nodes: int = 1,
-    precision: str = "32-true",
+    precision: Precision = "32-true",
     checkpoint_every: int | None = 200,
     progress: bool = True,
 ) -> tuple[pl.Trainer, ModelCheckpoint]:
@@ -196,7 +213,7 @@ def train_flow(
     devices: int | str | list[int] = "auto",
     strategy: str = "auto",
     num_nodes: int = 1,
-    precision: str = "32-true",
+    precision: Precision = "32-true",
     resume: bool = False,
     overwrite: bool = False,
     out_dir: str | os.PathLike | None = None,
