@@ -540,8 +540,8 @@ def _run_download(args: argparse.Namespace) -> int:
         fetched, failed = err.fetched, err.failed
     for name, path in fetched.items():
         print(f"{name}: {path}")
-    for name, err in failed.items():
-        _say(f"{name}: failed, {err}")
+    for name, reason in failed.items():
+        _say(f"{name}: failed, {reason}")
     return 1 if failed else 0
 
 
