@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
-from .evaluation import seeded
+from .files import atomic_write
 from .model import ImageFlow
+from .seeding import seeded
 
 __all__ = ["draw_samples", "INTERPOLATION_PATHS", "latent_path", "interpolate", "image_grid", "save_image_grid"]
 
@@ -99,11 +99,6 @@ def save_image_grid(imgs: torch.Tensor, path: str | os.PathLike, nrow: int = 8) 
     if array.ndim == 3 and imgs.shape[1] == 1:
         array = array[..., 0]
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            Image.fromarray(array).save(out, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_write(path) as tmp, tmp.open("wb") as out:
+        Image.fromarray(array).save(out, format="PNG")
     return path
