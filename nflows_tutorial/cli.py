@@ -175,7 +175,7 @@ def _add_compile(parser: argparse.ArgumentParser) -> None:
 def _device(text: str):
     import torch
 
-    from .pretrained import default_device
+    from .devices import default_device
 
     if text == "auto":
         return default_device()

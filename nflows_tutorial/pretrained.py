@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from .builders import create_model
+from .builders import check_model_name, create_model
+from .devices import default_device
 from .download import DownloadError, download_file, sha256_of
 from .model import ImageFlow
 from .paths import checkpoint_dir as _resolve_dir
@@ -99,10 +100,8 @@ REGISTRY: dict[str, PretrainedSpec] = {
 
 
 def _spec(name: str) -> PretrainedSpec:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(REGISTRY)}") from None
+    # Every model the course builds is published, so an unknown name gets the builders' message.
+    return REGISTRY[check_model_name(name)]
 
 
 def checkpoint_url(name: str) -> str:
@@ -352,11 +351,6 @@ def download_checkpoints(
     if failed:
         raise IncompleteDownloadError(fetched, failed)
     return fetched
-
-
-def default_device() -> torch.device:
-    """The first CUDA device if there is one, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def load_pretrained(
