@@ -305,7 +305,11 @@ print(f"published, for comparison: {PUBLISHED_TEST_BPD['vardeq'] - PUBLISHED_TES
 #   says how long it trained, not what the architecture can do.
 # * **Size is not speed.** `multiscale` has 3.08 times the parameters of `simple` (1,711,818 against
 #   556,312; notebook 2 says where they sit), but runs six of its eight couplings on 14x14 and 7x7
-#   grids, so its likelihood and sampling are faster, not slower (the timing columns).
+#   grids, so it does less arithmetic per image than `simple`. Where arithmetic sets the pace, on a
+#   CPU, that makes its likelihood and sampling faster (`python -m nflows_tutorial bench` measures
+#   it on your machine). On the GPU of the stored run, where models this small are paced by the
+#   number of kernels launched, not by arithmetic, the three models run within a few milliseconds of
+#   one another per batch of 64 (the timing columns).
 # * **Sampling costs the same for `simple` and `vardeq`.** Sampling never runs the dequantization
 #   flow (rounding down ignores $u$), so the learned noise is free at generation time.
 #
