@@ -362,7 +362,7 @@ check_layer(my_logit_layer, torch.rand(4, 1, 3, 3, dtype=torch.float64))
 # float32 (PyTorch's default) and once in float64. The dequantization layer computes in the dtype of
 # the `ldj` tensor it receives, so that is how we choose the precision.
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} tags=["nbval-ignore-output"]
 train_images = load_mnist("train").images[:1000].to(torch.int32)
 noise = torch.rand(train_images.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
@@ -522,7 +522,7 @@ print(f"total area: {sum(areas):.4f}")
 # (all mass piled towards the top of the cell). Then $\log P(x)$ is known exactly, and the gap of the
 # one-draw bound is $\mathbb{E}[\log 2u] = \log 2 - 1 \approx -0.307$ nats. More draws close the gap:
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} tags=["nbval-ignore-output"]
 generator = torch.Generator().manual_seed(0)
 for M in (1, 2, 4, 8, 32):
     u_draws = torch.rand(200_000, M, generator=generator, dtype=torch.float64)

@@ -265,7 +265,7 @@ else:
 # images (the first 1,000 test images score about 0.025 bpd *better* than the whole test set), so a
 # quick-mode number is not to be compared with the stored column at all.
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} tags=["nbval-ignore-output"]
 val_set, test_set = load_mnist("val"), load_mnist("test")
 rows = [
     results_row(name, model, {"val": val_set, "test": test_set}, stored[name], limit=EVAL_IMAGES, batch_size=EVAL_BATCH,
@@ -509,7 +509,7 @@ check_values("pixels of the last image that differ from img2 (at most 2)", (walk
 # %% tags=["nbval-ignore-output", "no-slides"]
 show_source(latent_path)
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} tags=["nbval-ignore-output"]
 train_images = load_mnist("train").images[:6].to(torch.int32)
 pairs = [(train_images[2 * k], train_images[2 * k + 1]) for k in range(2)]
 for name in ("vardeq", "multiscale"):
@@ -544,7 +544,7 @@ plot_images(torch.cat(rows), nrow=8, row_labels=labels, title="The same two pair
 # half afresh several times. Each row below shares one final latent; the columns differ only in the
 # split-off values.
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} tags=["nbval-ignore-output"]
 _ = torch.manual_seed(42)
 multiscale = models["multiscale"]
 final = torch.randn(4, *multiscale.latent_shape, device=device)
@@ -572,7 +572,7 @@ plot_images(
 # %% tags=["nbval-ignore-output", "no-slides"]
 show_source(VariationalDequantization, "dequantize")
 
-# %% tags=["nbval-ignore-output"] slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "subslide"} tags=["nbval-ignore-output"]
 dequant = models["vardeq"].flows[0]
 x = load_mnist("train").images[:64].to(torch.int32).to(device)
 _ = torch.manual_seed(42)

@@ -20,7 +20,6 @@ from nflows_tutorial.exercises import (
     student_notebook,
     write_student_copies,
 )
-from tests.conftest import SHARED_CHECKPOINTS, SHARED_DATA
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -174,15 +173,15 @@ _executed: dict[str, nbformat.NotebookNode] = {}
 
 
 @pytest.fixture(scope="module")
-def execute(copies):
+def execute(copies, mnist_root, published_dir):
     def run(name: str) -> nbformat.NotebookNode:
         if name not in _executed:
             nb = nbformat.read(copies / name, as_version=4)
             env = {
                 "NFLOWS_TUTORIAL_QUICK": "1",
-                "PATH_DATASETS": str(SHARED_DATA),
-                "NFLOWS_TUTORIAL_CHECKPOINT_URL": SHARED_CHECKPOINTS.as_uri() + "/",
-                "PATH_CHECKPOINT": str(copies / "checkpoints"),
+                "PATH_DATASETS": str(mnist_root),
+                # The published checkpoints as the package fetched them; the multiscale one is not among them.
+                "PATH_CHECKPOINT": str(published_dir),
                 "MPLBACKEND": "Agg",
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             }

@@ -31,7 +31,6 @@ from browser import (
     serve,
 )
 
-from conftest import SHARED_CHECKPOINTS, SHARED_DATA
 
 ROOT = Path(__file__).resolve().parent.parent
 # The environment the test run was started with, before any test's fixture changes it: the kernel
@@ -100,12 +99,12 @@ def _wait_until_serving(url: str, server: subprocess.Popen, log: Path, timeout_s
     pytest.fail(f"JupyterLab did not answer at {url} within {timeout_s} s:\n{log.read_text()[-3000:]}")
 
 
-def _kernel_environment(stack: ExitStack, tmp: Path) -> dict[str, str]:
-    """The test run's environment in quick mode; MNIST and a checkpoint mirror as CI provides them."""
+def _kernel_environment(stack: ExitStack, tmp: Path, mnist: Path, published: Path) -> dict[str, str]:
+    """The test run's environment in quick mode, with MNIST and the published checkpoints as the package found them."""
     env = dict(RUN_ENVIRONMENT, NFLOWS_TUTORIAL_QUICK="1", PATH_CHECKPOINT=str(tmp / "checkpoints"))
-    env.setdefault("PATH_DATASETS", str(SHARED_DATA))
+    env["PATH_DATASETS"] = str(mnist)
     if "NFLOWS_TUTORIAL_CHECKPOINT_URL" not in env:
-        env["NFLOWS_TUTORIAL_CHECKPOINT_URL"] = stack.enter_context(serve(SHARED_CHECKPOINTS))
+        env["NFLOWS_TUTORIAL_CHECKPOINT_URL"] = stack.enter_context(serve(published))
     # Keep JupyterLab's state (settings, workspaces, runtime files) inside the test's folder.
     settings = tmp / "lab-settings"
     for name, values in LAB_SETTINGS.items():
@@ -121,7 +120,7 @@ def _kernel_environment(stack: ExitStack, tmp: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab(tmp_path_factory, mnist_root, published_dir):
     """A browser page on a JupyterLab served over a copy of the notebooks; yields (page, notebooks folder)."""
     need_modules("jupyterlab", "jupytext", "ipykernel", extra="lab")
     tmp = tmp_path_factory.mktemp("lab")
@@ -131,7 +130,7 @@ def lab(tmp_path_factory):
     for notebook in (ROOT / "notebooks").glob("[0-9]*"):
         shutil.copy2(notebook, course / "notebooks" / notebook.name)
     with ExitStack() as stack, launched_chromium() as browser:
-        env = _kernel_environment(stack, tmp)
+        env = _kernel_environment(stack, tmp, mnist_root, published_dir)
         port = free_port()
         log = tmp / "jupyterlab.log"
         command = [

@@ -52,6 +52,17 @@ def test_py_and_ipynb_hold_the_same_cells(source):
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_py_is_exactly_what_jupytext_writes_for_the_ipynb(source):
+    # JupyterLab's Jupytext refuses to open a pair whose texts differ (say, in the order of a cell's
+    # metadata) when the .ipynb is the newer file, as it can be in a fresh clone.
+    stored = jupytext.read(source.with_suffix(".ipynb"))
+    assert jupytext.writes(stored, fmt="py:percent") == source.read_text(encoding="utf-8"), (
+        f"{source.name} is not in Jupytext's own form; run "
+        f"`jupytext --to py:percent {source.with_suffix('.ipynb').relative_to(ROOT)}`"
+    )
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_stored_notebook_is_one_complete_run(source):
     stored = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
     code = [c for c in stored.cells if c.cell_type == "code"]
