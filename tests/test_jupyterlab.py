@@ -31,7 +31,6 @@ from browser import (
     serve,
 )
 
-
 ROOT = Path(__file__).resolve().parent.parent
 # The environment the test run was started with, before any test's fixture changes it: the kernel
 # takes its data and checkpoint sources from here, as the notebooks under nbval do.
