@@ -358,7 +358,7 @@ def _run_train(args: argparse.Namespace) -> int:
         _say(f"training stopped: {_as_flags(str(err))}")
         return 1
     except UnwritableOutputError as err:
-        raise _MachineError(str(err)) from None
+        raise _MachineError(_as_flags(str(err))) from None
     except TrainingError as err:
         raise _UsageError(_as_flags(str(err))) from None
     except OSError as err:

@@ -144,7 +144,7 @@ def test_a_read_only_logs_folder_is_one_line(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(tempfile, "TemporaryFile", read_only_logs)
     line = one_line([*TINY_TRAIN, "--out-dir", str(tmp_path)], capsys, 1)
-    assert line.endswith("(Permission denied); choose a writable folder with --out-dir (or out_dir=...)")
+    assert line.endswith("(Permission denied); choose a writable folder with --out-dir ...")
 
 
 def test_a_read_only_cache_holding_a_damaged_file_is_one_line(tmp_path, capsys, monkeypatch):
