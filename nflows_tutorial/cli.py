@@ -326,7 +326,14 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 # train ------------------------------------------------------------------------------------------------------
 def _run_train(args: argparse.Namespace) -> int:
     from .evaluation import results_table, stored_numbers
-    from .training import NonFiniteLossError, TrainingError, UnwritableOutputError, run_paths, train_flow
+    from .training import (
+        NonFiniteLossError,
+        TrainerSettings,
+        TrainingError,
+        UnwritableOutputError,
+        run_paths,
+        train_flow,
+    )
 
     if args.num_nodes > 1:
         _announce_nodes(args.num_nodes)
@@ -340,11 +347,7 @@ def _run_train(args: argparse.Namespace) -> int:
             max_steps=args.max_steps,
             max_time=args.max_time,
             limit=args.limit,
-            accelerator=args.accelerator,
-            devices=args.devices,
-            strategy=args.strategy,
-            num_nodes=args.num_nodes,
-            precision=args.precision,
+            settings=TrainerSettings(args.accelerator, args.devices, args.strategy, args.num_nodes, args.precision),
             resume=args.resume,
             overwrite=args.overwrite,
             out_dir=args.out_dir,

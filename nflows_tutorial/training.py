@@ -11,6 +11,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
@@ -40,6 +41,7 @@ from .training_errors import NonFiniteLossError, TrainingError, UnwritableOutput
 __all__ = [
     "train_flow",
     "make_trainer",
+    "TrainerSettings",
     "quiet_lightning",
     "TrainingError",
     "UnwritableOutputError",
@@ -71,6 +73,24 @@ Precision: TypeAlias = Literal[
     "16",
     "bf16",
 ]
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """Where and how precisely a run computes: handed to ``pytorch_lightning.Trainer`` as they are.
+
+    For instance ``TrainerSettings(devices=2, strategy="ddp")`` trains on two devices of this machine,
+    ``TrainerSettings(precision="bf16-mixed")`` in mixed precision.
+    """
+
+    accelerator: str = "auto"
+    devices: int | str | list[int] = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: Precision = "32-true"
+
+    def __post_init__(self) -> None:
+        _check_counts(num_nodes=self.num_nodes)
 
 
 def _logger(folder: Path) -> CSVLogger | TensorBoardLogger:
@@ -152,30 +172,23 @@ def make_trainer(
     epochs: int = 200,
     max_steps: int | None = None,
     max_time: timedelta | float | str | None = None,
-    accelerator: str = "auto",
-    devices: int | str | list[int] = "auto",
-    strategy: str = "auto",
-    num_nodes: int = 1,
-    precision: Precision = "32-true",
     checkpoint_every: int | None = 200,
     progress: bool = True,
+    settings: TrainerSettings = TrainerSettings(),
 ) -> tuple[pl.Trainer, ModelCheckpoint]:
     """The Lightning ``Trainer`` of a course run, and its callback that keeps the best-``val_bpd`` checkpoint.
 
     ``paths`` come from :func:`run_paths`. The trainer clips gradients to norm 1, stops at
     ``epochs`` (or ``max_steps`` / ``max_time``), keeps ``last.ckpt`` for resuming, logs to
-    ``paths["run"] / "logs"`` and stops on a non-finite loss.
+    ``paths["run"] / "logs"`` and stops on a non-finite loss. ``settings`` say on which devices and in
+    which precision.
     """
     best, *writers = checkpoint_callbacks(paths["checkpoints"], checkpoint_every)
     try:
         with quiet_lightning():
             trainer = pl.Trainer(
+                **asdict(settings),
                 default_root_dir=str(paths["run"]),
-                accelerator=accelerator,
-                devices=devices,
-                strategy=strategy,
-                num_nodes=num_nodes,
-                precision=precision,
                 max_epochs=epochs,
                 max_steps=-1 if max_steps is None else max_steps,
                 max_time=_timedelta(max_time),
@@ -209,11 +222,7 @@ def train_flow(
     max_steps: int | None = None,
     max_time: timedelta | float | str | None = None,
     limit: int | None = None,
-    accelerator: str = "auto",
-    devices: int | str | list[int] = "auto",
-    strategy: str = "auto",
-    num_nodes: int = 1,
-    precision: Precision = "32-true",
+    settings: TrainerSettings = TrainerSettings(),
     resume: bool = False,
     overwrite: bool = False,
     out_dir: str | os.PathLike | None = None,
@@ -240,13 +249,13 @@ def train_flow(
     ``result``; speeds are medians of ``timing_repeats`` timed batches of 64, none if 0), which
     ``load_pretrained(name, checkpoint_dir=out_dir, download=False)`` reads.
 
-    ``accelerator``, ``devices``, ``strategy``, ``num_nodes`` and ``precision`` go straight to
-    ``pytorch_lightning.Trainer`` (e.g. ``devices=2, strategy="ddp"``). In a multi-process run
-    only the first process tests and writes the published file; the others return an empty result.
+    ``settings`` (:class:`TrainerSettings`) go straight to ``pytorch_lightning.Trainer``, for instance
+    ``TrainerSettings(devices=2, strategy="ddp")``. In a multi-process run only the first process
+    tests and writes the published file; the others return an empty result.
     ``accelerated`` trains through :func:`~nflows_tutorial.acceleration.accelerate` (same numbers,
     less time and memory; ``compile`` as there); the returned model stays accelerated.
     """
-    _check_counts(epochs=epochs, batch_size=batch_size, importance_samples=importance_samples, num_nodes=num_nodes)
+    _check_counts(epochs=epochs, batch_size=batch_size, importance_samples=importance_samples)
     _check_counts(max_steps=max_steps, limit=limit, checkpoint_every=checkpoint_every)
     _check_settings(lr, limit, batch_size, timing_repeats)
     pl.seed_everything(seed, verbose=False)  # first: the initial weights are drawn when the model is built
@@ -273,13 +282,9 @@ def train_flow(
         epochs=epochs,
         max_steps=max_steps,
         max_time=max_time,
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        num_nodes=num_nodes,
-        precision=precision,
         checkpoint_every=checkpoint_every,
         progress=progress,
+        settings=settings,
     )
     sigint = signal.getsignal(signal.SIGINT)
     try:

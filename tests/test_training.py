@@ -15,7 +15,15 @@ import torch
 
 from nflows_tutorial.data import ImageDataset
 from nflows_tutorial.pretrained import load_pretrained, read_checkpoint
-from nflows_tutorial.training import ResumableBatches, TrainingError, check_writable, run_paths, train_flow
+from nflows_tutorial.training import (
+    ResumableBatches,
+    TrainerSettings,
+    TrainingError,
+    check_writable,
+    make_trainer,
+    run_paths,
+    train_flow,
+)
 
 from test_cli import run_cli, start_cli
 
@@ -111,6 +119,21 @@ def test_bad_counts_are_refused():
         train_flow("simple", limit=4, batch_size=8)
     with pytest.raises(ValueError, match="max_steps must be positive"):
         train_flow("simple", max_steps=0)
+    with pytest.raises(ValueError, match="num_nodes must be positive, got 0"):
+        TrainerSettings(num_nodes=0)
+
+
+def test_trainer_settings_reach_lightning_as_they_are(tmp_path):
+    settings = TrainerSettings(accelerator="cpu", devices=1, precision="64-true")
+    trainer, best = make_trainer(
+        run_paths("simple", tmp_path),
+        ResumableBatches(numbered_images(16), 8, seed=0),
+        epochs=3,
+        settings=settings,
+        progress=False,
+    )
+    assert trainer.precision == "64-true" and trainer.num_devices == 1 and trainer.max_epochs == 3
+    assert type(trainer.accelerator).__name__ == "CPUAccelerator" and best.monitor == "val_bpd"
 
 
 # Real runs -----------------------------------------------------------------------------------------------------------
