@@ -219,16 +219,22 @@ def _check_writable_output(path: Path) -> None:
 
 
 def _load(name: str, args: argparse.Namespace):
+    """The accelerated pretrained model ``name`` and its stored result; a checkpoint problem in one line."""
     from .acceleration import accelerate
-    from .pretrained import load_pretrained
+    from .pretrained import CheckpointError, load_pretrained
 
-    model, result = load_pretrained(
-        name,
-        checkpoint_dir=args.checkpoint_dir,
-        download=not args.offline,
-        device=_device(args.device),
-        progress=not args.quiet,
-    )
+    try:
+        model, result = load_pretrained(
+            name,
+            checkpoint_dir=args.checkpoint_dir,
+            download=not args.offline,
+            device=_device(args.device),
+            progress=not args.quiet,
+        )
+    except CheckpointError as err:
+        # A long explanation (the ways out) is one `download` away; here it takes one line.
+        first, *more = str(err).replace("download=False", "--offline was given").splitlines()
+        raise _MachineError(f"{first} (details: {PROG} download {name})" if more else first) from None
     return accelerate(model, compile=args.compile), result
 
 
@@ -238,10 +244,23 @@ def _dataset(split: str, args: argparse.Namespace):
     return load_mnist(split, download=not args.offline)
 
 
+def _add_report(p: argparse.ArgumentParser, repeats: int, shown: str, progress: str) -> None:
+    """The options of a command that reports bpd and speeds: timing, output format, progress."""
+    p.add_argument(
+        "--repeats",
+        type=_positive_int,
+        default=repeats,
+        help=f"timed repetitions per speed measurement; the median is reported (default: {repeats})",
+    )
+    p.add_argument("--no-timing", dest="timing", action="store_false", help="skip the speed measurements")
+    p.add_argument("--json", action="store_true", help=f"print {shown} as JSON instead of a table")
+    p.add_argument("--format", type=_table_format, default="github", help="tabulate table format (default: github)")
+    p.add_argument("--quiet", action="store_true", help=f"no {progress}")
+
+
 # evaluate -------------------------------------------------------------------------------------------------
 def _run_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import results_row, results_table
-    from .pretrained import CheckpointError
 
     names = list(dict.fromkeys(args.model or _model_names()))
     splits = ("val", "test") if args.split == "both" else (args.split,)
@@ -251,9 +270,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     for name in names:
         try:
             model, stored = _load(name, args)
-        except CheckpointError as err:
-            # The full message (with its ways out) is one `download` away; the table needs one line.
-            _say(f"{name}: skipped, {str(err).splitlines()[0]} (details: {PROG} download {name})")
+        except _MachineError as err:
+            _say(f"{name}: skipped, {err}")
             continue
         if not args.quiet:
             _say(f"{name}: scoring {', '.join(datasets)} images, {args.importance_samples} importance samples each")
@@ -308,17 +326,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--limit", type=_positive_int, default=None, help="score only the first N images of each split")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default: 64)")
-    p.add_argument(
-        "--repeats",
-        type=_positive_int,
-        default=5,
-        help="timed repetitions per speed measurement; the median is reported (default: 5)",
-    )
-    p.add_argument("--no-timing", dest="timing", action="store_false", help="skip the speed measurements")
     p.add_argument("--seed", type=_seed, default=42, help="seed of the dequantization noise (default: 42)")
-    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
-    p.add_argument("--format", type=_table_format, default="github", help="tabulate table format (default: github)")
-    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    _add_report(p, repeats=5, shown="the rows", progress="progress messages")
     _add_checkpoint_source(p)
     p.set_defaults(run=_run_evaluate)
 
@@ -452,16 +461,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--importance-samples", type=_positive_int, default=8, help="draws per image in the final test (default: 8)"
     )
-    p.add_argument(
-        "--repeats", type=_positive_int, default=3, help="timed repetitions for the speed numbers (default: 3)"
-    )
-    p.add_argument(
-        "--no-timing", dest="timing", action="store_false", help="skip the speed measurements after training"
-    )
     p.add_argument("--seed", type=_seed, default=42, help="seed for weights, shuffling and noise (default: 42)")
-    p.add_argument("--json", action="store_true", help="print the result dict as JSON")
-    p.add_argument("--format", type=_table_format, default="github", help="tabulate table format (default: github)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_report(p, repeats=3, shown="the result", progress="progress bar")
     _add_compile(p)
     p.set_defaults(run=_run_train)
 

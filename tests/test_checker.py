@@ -14,7 +14,8 @@ from nflows_tutorial import (
     create_checkerboard_mask,
 )
 from nflows_tutorial.checker import PROPERTIES, LayerCheckError, check_layer
-from tests.helpers import randomize
+
+from helpers import randomize
 
 
 class Affine(nn.Module):

@@ -19,6 +19,8 @@ from nflows_tutorial import cli
 from nflows_tutorial.builders import create_model
 from nflows_tutorial.pretrained import REGISTRY
 
+from helpers import permission_denied
+
 ROOT = Path(__file__).resolve().parent.parent
 SIMPLE = REGISTRY["simple"].filename
 # A training run small enough for a shared 2-core machine.
@@ -118,10 +120,7 @@ def test_several_machines_without_a_meeting_point_is_a_usage_error(capsys, monke
 
 # The machine's state: exit 1 -----------------------------------------------------------------------------------------
 def test_an_output_image_in_a_read_only_place_is_one_line(tmp_path, capsys, monkeypatch):
-    def read_only(*args, **kwargs):
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(tempfile, "TemporaryFile", permission_denied)
     out = tmp_path / "grid.png"
     line = one_line(["sample", "--model", "simple", "--out", str(out)], capsys, 1)
     assert line == f"nflows-tutorial sample: cannot write {out} (Permission denied); choose a writable place with --out"
@@ -150,15 +149,31 @@ def test_a_read_only_logs_folder_is_one_line(tmp_path, capsys, monkeypatch):
 def test_a_read_only_cache_holding_a_damaged_file_is_one_line(tmp_path, capsys, monkeypatch):
     (tmp_path / SIMPLE).write_bytes(b"damaged")
 
-    def read_only(*args, **kwargs):
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(os, "link", read_only)
-    monkeypatch.setattr(os, "rename", read_only)
+    monkeypatch.setattr(os, "link", permission_denied)
+    monkeypatch.setattr(os, "rename", permission_denied)
     line = one_line(
         ["sample", "--model", "simple", "--checkpoint-dir", str(tmp_path), "--out", str(tmp_path / "a.png")], capsys, 1
     )
     assert "failed verification" in line and "cannot be moved aside" in line and "PATH_CHECKPOINT" in line
+
+
+def test_a_checkpoint_that_cannot_be_had_is_one_line_pointing_at_the_details(tmp_path, capsys):
+    line = one_line(
+        [
+            "sample",
+            "--model",
+            "simple",
+            "--offline",
+            "--checkpoint-dir",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "a.png"),
+        ],
+        capsys,
+        1,
+    )
+    assert line.startswith(f"nflows-tutorial sample: No 'simple' checkpoint in {tmp_path}, and --offline was given.")
+    assert line.endswith("(details: nflows-tutorial download simple)")
 
 
 def test_a_short_mnist_train_file_is_one_line(tmp_path, capsys, monkeypatch):

@@ -30,6 +30,7 @@ from nflows_tutorial.pretrained import (
     read_checkpoint,
 )
 
+from helpers import permission_denied
 from http_fixtures import LoopbackServer
 
 SIMPLE = REGISTRY["simple"].filename
@@ -317,11 +318,8 @@ def test_damaged_files_are_moved_aside_without_overwriting_an_earlier_one(server
 def test_a_damaged_file_in_a_read_only_cache_is_one_clear_error(server, cache, monkeypatch):
     (cache / SIMPLE).write_bytes(b"not a checkpoint")
 
-    def read_only(*args, **kwargs):
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(os, "link", read_only)
-    monkeypatch.setattr(os, "rename", read_only)
+    monkeypatch.setattr(os, "link", permission_denied)
+    monkeypatch.setattr(os, "rename", permission_denied)
     with pytest.raises(CheckpointError) as err:
         fetch_checkpoint("simple", progress=False)
     message = str(err.value)
