@@ -33,6 +33,11 @@ class Verdict:
     detail: str
     cause: str = ""
 
+    @classmethod
+    def of(cls, name: str, holds: bool, detail: str, cause: str) -> Verdict:
+        """The verdict on property ``name``; ``cause`` is kept only where it does not hold."""
+        return cls(name, holds, detail, "" if holds else cause)
+
     def __str__(self) -> str:
         mark = "ok  " if self.passed else "FAIL"
         return f"[{mark}] {self.name:<11} {self.detail}"
@@ -116,13 +121,12 @@ def _shape_verdict(z: torch.Tensor, z_out: torch.Tensor, ldj_out: torch.Tensor) 
             f"dimensions 1.. only, e.g. s.flatten(1).sum(dim=1), not s.sum()"
         )
         return Verdict("shape", False, detail, cause)
-    if z_out.shape[0] != batch or z_out[0].numel() != z[0].numel():
-        cause = (
-            "an invertible layer keeps the batch size and the number of values per sample; "
-            "a reshape or a slice lost or duplicated values"
-        )
-        return Verdict("shape", False, detail, cause)
-    return Verdict("shape", True, detail)
+    holds = z_out.shape[0] == batch and z_out[0].numel() == z[0].numel()
+    cause = (
+        "an invertible layer keeps the batch size and the number of values per sample; "
+        "a reshape or a slice lost or duplicated values"
+    )
+    return Verdict.of("shape", holds, detail, cause)
 
 
 def _inverse_verdict(layer: Layer, z: torch.Tensor, z_out: torch.Tensor, ldj_out: torch.Tensor, tol: float) -> Verdict:
@@ -142,12 +146,9 @@ def _inverse_verdict(layer: Layer, z: torch.Tensor, z_out: torch.Tensor, ldj_out
             "forward added, divide by what it multiplied) and compute them from values forward left unchanged"
         )
         return Verdict("inverse", False, detail, cause)
-    if not _close(ldj_back, torch.zeros_like(ldj_back), tol * (1 + ldj_out.abs().max().item())):
-        cause = (
-            "reverse must subtract the log-determinant that forward added, so a round trip brings ldj back to its start"
-        )
-        return Verdict("inverse", False, detail, cause)
-    return Verdict("inverse", True, detail)
+    holds = _close(ldj_back, torch.zeros_like(ldj_back), tol * (1 + ldj_out.abs().max().item()))
+    cause = "reverse must subtract the log-determinant that forward added, so a round trip brings ldj back to its start"
+    return Verdict.of("inverse", holds, detail, cause)
 
 
 def _log_det_verdict(layer: Layer, z: torch.Tensor, tol: float) -> Verdict:
@@ -188,13 +189,12 @@ def _accumulates_verdict(
         ldj_rev = layer(z_out, start + ldj_out, reverse=True)[1]
     gained = ldj_fwd - start
     detail = f"from ldj = {start[0].item():.0f}: forward adds {gained[0].item():.6f} (from 0: {ldj_out[0].item():.6f})"
-    if not _close(gained, ldj_out, tol) or not _close(ldj_rev, start, tol * (1 + ldj_out.abs().max().item())):
-        cause = (
-            "ldj is overwritten instead of accumulated: a layer returns ldj + its own term (ldj = ldj + ...), "
-            "never just its own term, so that the terms of a chain of layers add up"
-        )
-        return Verdict("accumulates", False, detail, cause)
-    return Verdict("accumulates", True, detail)
+    holds = _close(gained, ldj_out, tol) and _close(ldj_rev, start, tol * (1 + ldj_out.abs().max().item()))
+    cause = (
+        "ldj is overwritten instead of accumulated: a layer returns ldj + its own term (ldj = ldj + ...), "
+        "never just its own term, so that the terms of a chain of layers add up"
+    )
+    return Verdict.of("accumulates", holds, detail, cause)
 
 
 def _batch_verdict(layer: Layer, z: torch.Tensor, z_out: torch.Tensor, ldj_out: torch.Tensor, tol: float) -> Verdict:
@@ -206,13 +206,12 @@ def _batch_verdict(layer: Layer, z: torch.Tensor, z_out: torch.Tensor, ldj_out: 
     z_diff = (z_alone - z_out).abs().max().item()
     ldj_diff = (ldj_alone - ldj_out).abs().max().item()
     detail = f"{z.shape[0]} samples at once vs one by one: max |z difference| {z_diff:.2e}, max |ldj difference| {ldj_diff:.2e}"
-    if not (_close(z_out, z_alone, tol) and _close(ldj_out, ldj_alone, tol)):
-        cause = (
-            "samples of a batch influence each other: a sum or mean over the batch dimension (sum() with no dim, "
-            "or dim=0), or statistics taken over the batch; every operation must act on each sample alone"
-        )
-        return Verdict("batch", False, detail, cause)
-    return Verdict("batch", True, detail)
+    holds = _close(z_out, z_alone, tol) and _close(ldj_out, ldj_alone, tol)
+    cause = (
+        "samples of a batch influence each other: a sum or mean over the batch dimension (sum() with no dim, "
+        "or dim=0), or statistics taken over the batch; every operation must act on each sample alone"
+    )
+    return Verdict.of("batch", holds, detail, cause)
 
 
 def check_layer(
