@@ -569,7 +569,10 @@ def _run_teaching(args: argparse.Namespace) -> int:
         module = importlib.import_module(f"{__package__}.{args.command}")
     except ModuleNotFoundError as err:
         raise _UsageError(f"{args.command} needs {err.name}; install it with: pip install -e '.[test]'") from None
-    return module.run(args)
+    try:
+        return module.run(args)
+    except FileNotFoundError as err:  # no course notebooks where --notebooks points
+        raise _UsageError(str(err)) from None
 
 
 def _add_teaching(sub: argparse._SubParsersAction) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import nbformat
 
+from .paths import course_notebooks
+
 __all__ = ["EXERCISE_TAG", "CHECK_TAG", "Exercise", "find_exercises", "student_notebook", "write_student_copies"]
 
 EXERCISE_TAG = "exercise"
@@ -114,21 +116,6 @@ def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbfor
     return student
 
 
-def _course_notebooks(notebooks: Path) -> list[Path]:
-    found = sorted(notebooks.glob("[0-9][0-9]_*.ipynb"))
-    if not found:
-        raise FileNotFoundError(
-            f"no course notebooks (NN_*.ipynb) in {notebooks}; pass the notebooks/ folder of "
-            f"a clone of the course repository"
-        )
-    return found
-
-
-def default_notebooks_dir() -> Path:
-    """The ``notebooks/`` folder of the checkout this package was imported from."""
-    return Path(__file__).resolve().parent.parent / "notebooks"
-
-
 def write_student_copies(out: Path, notebooks: Path | None = None, formats: tuple[str, ...] = FORMATS) -> list[Path]:
     """Write a student copy of each course notebook into ``out`` (as ``.ipynb`` and/or ``.py``); return the files.
 
@@ -138,9 +125,8 @@ def write_student_copies(out: Path, notebooks: Path | None = None, formats: tupl
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise ValueError(f"unknown format {', '.join(unknown) or '(none given)'}; choose from {', '.join(FORMATS)}")
-    notebooks = default_notebooks_dir() if notebooks is None else Path(notebooks)
     copies, numbers = [], []
-    for path in _course_notebooks(notebooks):
+    for path in course_notebooks(notebooks):
         nb = nbformat.read(path, as_version=4)
         numbers += [exercise.number for exercise in find_exercises(nb, path.name)]
         copies.append((path, student_notebook(nb, path.name)))
@@ -165,10 +151,6 @@ def write_student_copies(out: Path, notebooks: Path | None = None, formats: tupl
 
 def run(args: argparse.Namespace) -> int:
     """The ``exercises`` command: write the student copies into ``args.out`` and list them."""
-    try:
-        written = write_student_copies(args.out, args.notebooks)
-    except FileNotFoundError as err:
-        raise ValueError(str(err)) from None
-    for path in written:
+    for path in write_student_copies(args.out, args.notebooks):
         print(path)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["project_dir", "dataset_root", "checkpoint_dir"]
+__all__ = ["project_dir", "dataset_root", "checkpoint_dir", "notebooks_dir", "course_notebooks"]
 
 
 def project_dir() -> Path:
@@ -32,3 +32,19 @@ def checkpoint_dir(folder: str | os.PathLike | None = None) -> Path:
         return Path(folder)
     env = os.environ.get("PATH_CHECKPOINT")
     return Path(env) if env else project_dir() / "saved_models" / "tutorial11"
+
+
+def notebooks_dir() -> Path:
+    """The ``notebooks/`` folder of the checkout this package was imported from."""
+    return Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def course_notebooks(folder: str | os.PathLike | None = None) -> list[Path]:
+    """The course notebooks (``NN_name.ipynb``) in ``folder``, else in :func:`notebooks_dir`, in course order."""
+    folder = notebooks_dir() if folder is None else Path(folder)
+    found = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise FileNotFoundError(
+            f"no course notebooks (NN_*.ipynb) in {folder}; pass the notebooks/ folder of a clone of the course repository"
+        )
+    return found

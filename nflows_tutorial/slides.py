@@ -16,7 +16,8 @@ from pathlib import Path
 
 import nbformat
 
-from .exercises import CHECK_TAG, EXERCISE_TAG, default_notebooks_dir
+from .exercises import CHECK_TAG, EXERCISE_TAG
+from .paths import course_notebooks
 
 __all__ = ["EXCLUDED_TAGS", "Deck", "slide_count", "build_deck", "write_decks"]
 
@@ -127,13 +128,7 @@ def _title(nb: nbformat.NotebookNode, fallback: str) -> str:
 
 def write_decks(out: Path, notebooks: Path | None = None) -> list[Deck]:
     """Write ``NN_name.slides.html`` for each course notebook into ``out``, with the assets beside them."""
-    notebooks = default_notebooks_dir() if notebooks is None else Path(notebooks)
-    sources = sorted(notebooks.glob("[0-9][0-9]_*.ipynb"))
-    if not sources:
-        raise FileNotFoundError(
-            f"no course notebooks (NN_*.ipynb) in {notebooks}; pass the notebooks/ folder of "
-            f"a clone of the course repository"
-        )
+    sources = course_notebooks(notebooks)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for folder in ("reveal.js", "mathjax"):
@@ -149,10 +144,6 @@ def write_decks(out: Path, notebooks: Path | None = None) -> list[Deck]:
 
 def run(args: argparse.Namespace) -> int:
     """The ``slides`` command: write the decks into ``args.out`` and list them with their slide counts."""
-    try:
-        decks = write_decks(args.out, args.notebooks)
-    except FileNotFoundError as err:
-        raise ValueError(str(err)) from None
-    for deck in decks:
+    for deck in write_decks(args.out, args.notebooks):
         print(f"{deck.path}  ({deck.slides} slides)")
     return 0
