@@ -208,8 +208,8 @@ def get_model(name: str) -> tuple[ImageFlow, dict, str, Path | None]:
         return model.to(device).eval(), {}, "trained here", run_paths(name, out_dir)["run"]
     try:
         model, result = load_pretrained(name, device=device, progress=False)
-        # The fused kernels are written for CPUs; on a GPU the plain modules are fast already.
-        return accelerate(model, enabled=device.type == "cpu"), result, "published checkpoint", None
+        # The fused kernels are CPU kernels; on a GPU the networks keep their own forward (see accelerate).
+        return accelerate(model), result, "published checkpoint", None
     except CheckpointError as err:
         # The reason (URL, folder, server answer) is one command away: `python -m nflows_tutorial download NAME`.
         print(f"The published {name!r} checkpoint cannot be had here ({type(err).__name__}).")
@@ -730,8 +730,10 @@ check_layer(householder, torch.randn(3, 4, 3, 3))
 # computes concatenated ELU with one exponential per value instead of two, because for
 # $e = \exp(-|x|) - 1$ we have $\mathrm{elu}(x) = \max(x, e)$ and $\mathrm{elu}(-x) = \max(-x, e)$.
 # The numbers do not change (the tests compare bpd and every gradient with the plain path);
-# `accelerate(model, enabled=False)` switches back to plain autograd. The cell counts what autograd keeps for one
-# step on 16 images; `python -m nflows_tutorial bench` measures time and peak memory on your machine.
+# `accelerate(model, enabled=False)` switches back to plain autograd. The kernels are for CPUs: on a GPU the
+# networks keep their own forward, which trains faster there (the README has the measurement). The cell counts
+# what autograd keeps for one step on 16 images on the CPU; `python -m nflows_tutorial bench` measures time
+# and peak memory on your machine.
 
 # %%
 probe = create_model("vardeq")

@@ -245,6 +245,22 @@ def test_a_failed_compilation_falls_back_to_eager_kernels(monkeypatch):
     assert_same(plain, compiled)
 
 
+def test_off_the_cpu_the_networks_keep_their_own_forward_and_layout(monkeypatch):
+    """The kernels are CPU kernels; the meta device stands in for a GPU, where the plain path trains faster."""
+    from nflows_tutorial.acceleration import switch
+
+    def no_kernels(*args, **kwargs):
+        raise AssertionError("the fused kernels ran off the CPU")
+
+    monkeypatch.setattr(switch, "gated_conv_net", no_kernels)
+    model = accelerate(create_model("simple").to("meta"), compile=False)
+    nets = modules_of(model, GatedConvNet)
+    assert all(is_accelerated(net) for net in nets)  # the switch is on, and would act back on a CPU
+    assert all(conv.weight.is_contiguous() for conv in modules_of(model, Conv2d))
+    out = nets[0](torch.zeros(2, 1, 28, 28, device="meta"))
+    assert out.device.type == "meta" and out.shape == (2, 2, 28, 28)
+
+
 def test_mixed_precision_trains_through_autograd():
     # Under autocast the convolutions return bfloat16; the hand-written backward passes are float32/64 only.
     model = accelerate(randomize(create_model("simple"), scale=0.05), compile=False)

@@ -9,8 +9,9 @@ block's output and the final concat-ELU map. Where they disagree, for instance b
 ``ConcatELU.forward`` or ``GatedBlock.forward`` was edited, that combination stays on the network's
 own ``forward`` and one warning says so.
 
-The network's own ``forward`` also runs, without a check, where the kernels do not apply: under
-``torch.func`` transforms (``vmap``, ``jacrev``, vectorized Jacobians) and forward-mode AD, under
+The network's own ``forward`` also runs, without a check, where the kernels do not apply: on a GPU
+(the kernels are CPU kernels: on a GPU the network's own forward trains faster, as measured in the
+README), under ``torch.func`` transforms (``vmap``, ``jacrev``, vectorized Jacobians) and forward-mode AD, under
 autocast, inside ``torch.compile``, for dtypes other than float32/float64, and where a module of the
 network carries hooks.
 """
@@ -84,7 +85,8 @@ def _module_code(net: nn.Module) -> tuple[Hashable, ...]:
 
 def _kernels_apply(net: nn.Module, x: torch.Tensor) -> bool:
     return not (
-        torch._C._are_functorch_transforms_active()
+        x.device.type != "cpu"
+        or torch._C._are_functorch_transforms_active()
         or forward_ad._current_level >= 0
         or torch.compiler.is_compiling()
         or torch.is_autocast_enabled(x.device.type)
@@ -178,9 +180,11 @@ def accelerate(model: M, enabled: bool = True, compile: bool = True) -> M:
     feature-map shape waits a few seconds for the compiler; where compiling fails they run eagerly,
     with one warning). ``enabled=False`` puts the networks back on their own ``forward``.
 
-    The call also stores the networks' parameters channels-last (the convolutions' native layout);
-    when the model is on the CPU it changes two glibc malloc settings for the whole process (see
-    :mod:`nflows_tutorial.acceleration.malloc`), and with ``compile`` it silences the compiler's
+    The kernels are CPU kernels: on a GPU the networks keep computing with their own ``forward``,
+    which trains faster there (see the README), so accelerate a model on the device it will run on.
+    On a model on the CPU the call also stores the networks' parameters channels-last (the
+    convolutions' native layout), changes two glibc malloc settings for the whole process (see
+    :mod:`nflows_tutorial.acceleration.malloc`) and, with ``compile``, silences the compiler's
     "No CUDA runtime is found" log notice.
 
     Example:
@@ -192,6 +196,7 @@ def accelerate(model: M, enabled: bool = True, compile: bool = True) -> M:
         False
     """
     nets = [m for m in model.modules() if isinstance(m, GatedConvNet)]
+    on_cpu = any(p.device.type == "cpu" for p in model.parameters())
     for net in nets:
         if is_accelerated(net):
             del net.__dict__["forward"]
@@ -200,11 +205,11 @@ def accelerate(model: M, enabled: bool = True, compile: bool = True) -> M:
         if not enabled or _layout(net) is None:
             net.to(memory_format=torch.contiguous_format)
             continue
-        net.to(memory_format=torch.channels_last)
+        if on_cpu:
+            net.to(memory_format=torch.channels_last)
         net.__dict__["forward"] = _FusedForward(net, compile)
-    if enabled and nets:
-        if any(p.device.type == "cpu" for p in model.parameters()):
-            tune_for_tensors()
+    if enabled and nets and on_cpu:
+        tune_for_tensors()
         if compile:
             quiet_compiler_notices()
     return model
