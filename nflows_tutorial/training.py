@@ -252,8 +252,9 @@ def train_flow(
     ``settings`` (:class:`TrainerSettings`) go straight to ``pytorch_lightning.Trainer``, for instance
     ``TrainerSettings(devices=2, strategy="ddp")``. In a multi-process run only the first process
     tests and writes the published file; the others return an empty result.
-    ``accelerated`` trains through :func:`~nflows_tutorial.acceleration.accelerate` (same numbers,
-    less time and memory; ``compile`` as there); the returned model stays accelerated.
+    ``accelerated`` puts the model through :func:`~nflows_tutorial.acceleration.accelerate` (same
+    numbers; ``compile`` as there): for training when the run computes on the CPU, where the kernels
+    save time and memory, and for the final test. The returned model stays accelerated.
     """
     _check_counts(epochs=epochs, batch_size=batch_size, importance_samples=importance_samples)
     _check_counts(max_steps=max_steps, limit=limit, checkpoint_every=checkpoint_every)
@@ -261,8 +262,6 @@ def train_flow(
     pl.seed_everything(seed, verbose=False)  # first: the initial weights are drawn when the model is built
     model, name = _model_and_name(name_or_model, name)
     model.lr = lr
-    if accelerated:
-        accelerate(model, compile=compile)
 
     paths = run_paths(name, out_dir)
     check_writable(paths["checkpoints"], space_needed(model))
@@ -286,6 +285,8 @@ def train_flow(
         progress=progress,
         settings=settings,
     )
+    if accelerated and trainer.strategy.root_device.type == "cpu":
+        accelerate(model, compile=compile)  # CPU kernels: a GPU run trains faster on the networks' own forward
     sigint = signal.getsignal(signal.SIGINT)
     try:
         with quiet_lightning():
@@ -303,6 +304,8 @@ def train_flow(
     if best.best_model_path and Path(best.best_model_path).is_file():
         model.load_state_dict(read_checkpoint(best.best_model_path)["state_dict"])
     model.eval()
+    if accelerated:
+        accelerate(model, compile=compile)  # for the final test, on the device Lightning left the model on
     result = final_test(
         model,
         val_set,

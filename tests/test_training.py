@@ -11,8 +11,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
+from nflows_tutorial import GatedConvNet, training
+from nflows_tutorial.acceleration import is_accelerated
 from nflows_tutorial.data import ImageDataset
 from nflows_tutorial.pretrained import load_pretrained, read_checkpoint
 from nflows_tutorial.training import (
@@ -25,6 +28,7 @@ from nflows_tutorial.training import (
     train_flow,
 )
 
+from helpers import modules_of
 from test_cli import run_cli, start_cli
 
 # A training run a 2-core machine finishes in about a minute: 3 steps of 8 images per epoch.
@@ -207,6 +211,36 @@ def test_a_nan_loss_stops_training_and_says_at_which_step_and_what_to_try(tmp_pa
     assert re.search(r"loss became (nan|inf|-inf) at step \d+", message)
     assert "--lr" in message
     assert not run_paths("simple", tmp_path)["published"].exists()
+
+
+def test_a_run_on_the_cpu_trains_on_the_kernels_and_returns_an_accelerated_model(tmp_path, mnist_root, monkeypatch):
+    on_kernels = []
+
+    class Probe(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            on_kernels.append(all(is_accelerated(net) for net in modules_of(pl_module, GatedConvNet)))
+
+    def make_trainer_with_probe(*args, **kwargs):
+        trainer, best = make_trainer(*args, **kwargs)
+        trainer.callbacks.append(Probe())
+        return trainer, best
+
+    monkeypatch.setattr(training, "make_trainer", make_trainer_with_probe)
+    model, result = train_flow(
+        "simple",
+        settings=TrainerSettings(accelerator="cpu"),
+        limit=16,
+        batch_size=8,
+        max_steps=2,
+        importance_samples=1,
+        timing_repeats=0,
+        checkpoint_every=None,
+        compile=False,
+        progress=False,
+        out_dir=tmp_path,
+    )
+    assert on_kernels == [True, True] and result["global_step"] == 2
+    assert all(is_accelerated(net) for net in modules_of(model, GatedConvNet))
 
 
 def test_two_processes_train_with_lightning_ddp_on_cpu_and_publish_a_loadable_checkpoint(tmp_path, mnist_root):
