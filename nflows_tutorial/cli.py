@@ -232,9 +232,11 @@ def _load(name: str, args: argparse.Namespace):
             progress=not args.quiet,
         )
     except CheckpointError as err:
-        # A long explanation (the ways out) is one `download` away; here it takes one line.
+        # The long explanation (the ways out) is what `download` prints where it fails; here it takes one line.
         first, *more = str(err).replace("download=False", "--offline was given").splitlines()
-        raise _MachineError(f"{first} (details: {PROG} download {name})" if more else first) from None
+        folder = f" --checkpoint-dir {args.checkpoint_dir}" if args.checkpoint_dir else ""
+        hint = f" (to fetch it, or see why it cannot be had: {PROG} download {name}{folder})"
+        raise _MachineError(first + hint if more else first) from None
     return accelerate(model, compile=args.compile), result
 
 
@@ -356,7 +358,13 @@ def _run_train(args: argparse.Namespace) -> int:
             max_steps=args.max_steps,
             max_time=args.max_time,
             limit=args.limit,
-            settings=TrainerSettings(args.accelerator, args.devices, args.strategy, args.num_nodes, args.precision),
+            settings=TrainerSettings(
+                accelerator=args.accelerator,
+                devices=args.devices,
+                strategy=args.strategy,
+                num_nodes=args.num_nodes,
+                precision=args.precision,
+            ),
             resume=args.resume,
             overwrite=args.overwrite,
             out_dir=args.out_dir,
@@ -569,10 +577,7 @@ def _run_teaching(args: argparse.Namespace) -> int:
         module = importlib.import_module(f"{__package__}.{args.command}")
     except ModuleNotFoundError as err:
         raise _UsageError(f"{args.command} needs {err.name}; install it with: pip install -e '.[test]'") from None
-    try:
-        return module.run(args)
-    except FileNotFoundError as err:  # no course notebooks where --notebooks points
-        raise _UsageError(str(err)) from None
+    return module.run(args)
 
 
 def _add_teaching(sub: argparse._SubParsersAction) -> None:

@@ -173,7 +173,9 @@ def test_a_checkpoint_that_cannot_be_had_is_one_line_pointing_at_the_details(tmp
         1,
     )
     assert line.startswith(f"nflows-tutorial sample: No 'simple' checkpoint in {tmp_path}, and --offline was given.")
-    assert line.endswith("(details: nflows-tutorial download simple)")
+    assert line.endswith(
+        f"(to fetch it, or see why it cannot be had: nflows-tutorial download simple --checkpoint-dir {tmp_path})"
+    )
 
 
 def test_a_short_mnist_train_file_is_one_line(tmp_path, capsys, monkeypatch):
