@@ -1,4 +1,4 @@
-"""Where the course keeps its data and checkpoints, overridable by environment variables."""
+"""Where the course keeps its data and checkpoints (overridable by environment variables) and its notebooks."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def course_notebooks(folder: str | os.PathLike | None = None) -> list[Path]:
     folder = notebooks_dir() if folder is None else Path(folder)
     found = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
     if not found:
-        raise FileNotFoundError(
+        raise ValueError(
             f"no course notebooks (NN_*.ipynb) in {folder}; pass the notebooks/ folder of a clone of the course repository"
         )
     return found

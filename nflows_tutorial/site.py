@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .paths import course_notebooks
+
 __all__ = [
     "SITE_SOURCES",
     "SiteBuildError",
@@ -42,7 +44,7 @@ class SiteBuildError(RuntimeError):
 
 def course_pages(notebooks: Path = NOTEBOOKS) -> list[Path]:
     """The files that become pages of the course: the numbered notebooks and the Markdown pages beside them."""
-    notebook_files = sorted(notebooks.glob("[0-9]*.ipynb"))
+    notebook_files = course_notebooks(notebooks)
     markdown_pages = sorted(p for p in notebooks.glob("*.md") if p.name != "README.md")
     return notebook_files + markdown_pages
 
