@@ -305,10 +305,10 @@ print(f"published, for comparison: {PUBLISHED_TEST_BPD['vardeq'] - PUBLISHED_TES
 #   says how long it trained, not what the architecture can do.
 # * **Size is not speed.** `multiscale` has 3.08 times the parameters of `simple` (1,711,818 against
 #   556,312; notebook 2 says where they sit), but runs six of its eight couplings on 14x14 and 7x7
-#   grids, so it does less arithmetic per image than `simple`. In the stored run it is the fastest of
-#   the three on the GPU (13 ms to score and 8 ms to sample 64 images, against 17 and 18 ms for
-#   `simple`), and on a CPU, where arithmetic sets the pace, its likelihood and sampling are faster
-#   too (`python -m nflows_tutorial bench` measures it on your machine).
+#   grids, so it does less arithmetic per image than `simple`. In the stored run on the GPU it
+#   samples 64 images in 8 ms against 18 ms for `simple`; its 13 against 17 ms to score them is
+#   within the spread of the next point. On a CPU, where arithmetic sets the pace, its likelihood and
+#   sampling are faster too (`python -m nflows_tutorial bench` measures it on your machine).
 # * **Sampling does the same work for `simple` and `vardeq`.** Sampling never runs the dequantization
 #   flow (rounding down ignores $u$), so the learned noise costs nothing at generation time. The two
 #   published timings are equal (18 ms); this run measured 18 and 14 ms for the same work.

@@ -9,8 +9,8 @@ block's output and the final concat-ELU map. Where they disagree, for instance b
 ``ConcatELU.forward`` or ``GatedBlock.forward`` was edited, that combination stays on the network's
 own ``forward`` and one warning says so.
 
-The network's own ``forward`` also runs, without a check, where the kernels do not apply: on a GPU
-(the kernels are CPU kernels: on a GPU the network's own forward trains faster, as measured in the
+The network's own ``forward`` also runs, without a check, where the kernels do not apply: off the
+CPU (they are CPU kernels; on a GPU the network's own forward trains faster, as measured in the
 README), under ``torch.func`` transforms (``vmap``, ``jacrev``, vectorized Jacobians) and forward-mode AD, under
 autocast, inside ``torch.compile``, for dtypes other than float32/float64, and where a module of the
 network carries hooks.
@@ -180,8 +180,8 @@ def accelerate(model: M, enabled: bool = True, compile: bool = True) -> M:
     feature-map shape waits a few seconds for the compiler; where compiling fails they run eagerly,
     with one warning). ``enabled=False`` puts the networks back on their own ``forward``.
 
-    The kernels are CPU kernels: on a GPU the networks keep computing with their own ``forward``,
-    which trains faster there (see the README), so accelerate a model on the device it will run on.
+    The kernels are CPU kernels: off the CPU the networks keep computing with their own ``forward``,
+    which on a GPU trains faster (see the README), so accelerate a model on the device it will run on.
     On a model on the CPU the call also stores the networks' parameters channels-last (the
     convolutions' native layout), changes two glibc malloc settings for the whole process (see
     :mod:`nflows_tutorial.acceleration.malloc`) and, with ``compile``, silences the compiler's
