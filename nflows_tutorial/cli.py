@@ -11,6 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
@@ -218,6 +219,11 @@ def _check_writable_output(path: Path) -> None:
         ) from None
 
 
+def _offline_words(message: str) -> str:
+    """A data or checkpoint message in the command line's words: ``download=False`` is ``--offline`` there."""
+    return message.replace("download=False", "--offline was given")
+
+
 def _load(name: str, args: argparse.Namespace):
     """The accelerated pretrained model ``name`` and its stored result; a checkpoint problem in one line."""
     from .acceleration import accelerate
@@ -233,7 +239,7 @@ def _load(name: str, args: argparse.Namespace):
         )
     except CheckpointError as err:
         # The long explanation (the ways out) is what `download` prints where it fails; here it takes one line.
-        first, *more = str(err).replace("download=False", "--offline was given").splitlines()
+        first, *more = _offline_words(str(err)).splitlines()
         folder = f" --checkpoint-dir {args.checkpoint_dir}" if args.checkpoint_dir else ""
         hint = f" (to fetch it, or see why it cannot be had: {PROG} download {name}{folder})"
         raise _MachineError(first + hint if more else first) from None
@@ -241,9 +247,12 @@ def _load(name: str, args: argparse.Namespace):
 
 
 def _dataset(split: str, args: argparse.Namespace):
-    from .data import load_mnist
+    from .data import DataUnavailableError, load_mnist
 
-    return load_mnist(split, download=not args.offline)
+    try:
+        return load_mnist(split, download=not args.offline)
+    except DataUnavailableError as err:
+        raise _MachineError(_offline_words(str(err))) from None
 
 
 def _add_report(p: argparse.ArgumentParser, repeats: int, shown: str, progress: str) -> None:
@@ -358,13 +367,7 @@ def _run_train(args: argparse.Namespace) -> int:
             max_steps=args.max_steps,
             max_time=args.max_time,
             limit=args.limit,
-            settings=TrainerSettings(
-                accelerator=args.accelerator,
-                devices=args.devices,
-                strategy=args.strategy,
-                num_nodes=args.num_nodes,
-                precision=args.precision,
-            ),
+            settings=TrainerSettings(**{field.name: getattr(args, field.name) for field in fields(TrainerSettings)}),
             resume=args.resume,
             overwrite=args.overwrite,
             out_dir=args.out_dir,

@@ -178,6 +178,13 @@ def test_a_checkpoint_that_cannot_be_had_is_one_line_pointing_at_the_details(tmp
     )
 
 
+def test_mnist_missing_with_offline_is_one_line_in_the_command_lines_words(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH_DATASETS", str(tmp_path / "no-data"))
+    line = one_line(["evaluate", "--model", "simple", "--offline", "--no-timing"], capsys, 1)
+    assert line.startswith("nflows-tutorial evaluate: MNIST is not in ")
+    assert "and --offline was given; place these files" in line
+
+
 def test_a_short_mnist_train_file_is_one_line(tmp_path, capsys, monkeypatch):
     raw = tmp_path / "data" / "MNIST" / "raw"
     raw.mkdir(parents=True)
