@@ -22,8 +22,8 @@ if "NFLOWS_TUTORIAL_QUICK" not in os.environ and "NFLOWS_TUTORIAL_FAST" not in o
 @functools.cache
 def mnist_or_reason() -> Path | str:
     """The folder holding ``MNIST/raw`` (fetched through the package if missing), or why there is none."""
-    from nflows_tutorial.data import DataUnavailableError, load_mnist
-    from nflows_tutorial.paths import dataset_root
+    from nflows_tutorial.io.mnist import DataUnavailableError, load_mnist
+    from nflows_tutorial.io.paths import dataset_root
 
     try:
         load_mnist("train")  # reads (and if need be downloads) all four files, checking their contents

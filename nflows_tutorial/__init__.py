@@ -1,16 +1,32 @@
 """Companion package of the nflows-tutorial course: normalizing flows on MNIST, piece by piece."""
 
 from .acceleration import accelerate
-from .builders import MODEL_NAMES, create_model, create_multiscale_flow, create_simple_flow
-from .data import ImageDataset, load_mnist, make_loader
-from .devices import default_device
-from .evaluation import evaluate_bpd, results_row, results_table
-from .layers import CouplingLayer, Dequantization, FlowLayer, SplitFlow, SqueezeFlow, VariationalDequantization
-from .masks import create_channel_mask, create_checkerboard_mask
-from .model import ImageFlow, bits_per_dim
-from .networks import ChannelLayerNorm, ConcatELU, GatedBlock, GatedConvNet
-from .pretrained import load_pretrained
-from .sampling import draw_samples, interpolate, save_image_grid
+from .analysis.bpd import evaluate_bpd
+from .analysis.results import results_row, results_table
+from .analysis.sampling import draw_samples, interpolate, save_image_grid
+from .flows import (
+    MODEL_NAMES,
+    ChannelLayerNorm,
+    ConcatELU,
+    CouplingLayer,
+    Dequantization,
+    FlowLayer,
+    GatedBlock,
+    GatedConvNet,
+    ImageFlow,
+    SplitFlow,
+    SqueezeFlow,
+    VariationalDequantization,
+    bits_per_dim,
+    create_channel_mask,
+    create_checkerboard_mask,
+    create_model,
+    create_multiscale_flow,
+    create_simple_flow,
+)
+from .io.checkpoints import load_pretrained
+from .io.mnist import ImageDataset, load_mnist, make_loader
+from .runtime import default_device
 
 __version__ = "0.1.0"
 

@@ -51,7 +51,9 @@ import math
 import torch
 
 from nflows_tutorial import Dequantization, ImageFlow, bits_per_dim, load_mnist
-from nflows_tutorial.literate import autograd_log_det, compare, show_source
+from nflows_tutorial.course.checks import autograd_log_det, compare
+from nflows_tutorial.course.literate import show_source
+from nflows_tutorial.flows.prior import standard_normal_log_prob
 from nflows_tutorial.plots import (
     dequantization_density,
     plot_change_of_variables,
@@ -60,7 +62,6 @@ from nflows_tutorial.plots import (
     plot_images,
     plot_spikes,
 )
-from nflows_tutorial.prior import standard_normal_log_prob
 
 _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the same numbers
 
@@ -161,7 +162,7 @@ def my_bits_per_dim(log_px: torch.Tensor, dims: int) -> torch.Tensor:
 
 
 # %% tags=["exercise-check", "nbval-ignore-output"]
-from nflows_tutorial.checker import check_values
+from nflows_tutorial.course.checks import check_values
 
 some_log_px = torch.tensor([-500.0, -1000.0, -2000.0])
 check_values("three log-likelihoods", my_bits_per_dim(some_log_px, D), bits_per_dim(some_log_px, D))
@@ -346,7 +347,7 @@ def my_logit_layer(z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) ->
 
 
 # %% tags=["exercise-check", "nbval-ignore-output"]
-from nflows_tutorial.checker import check_layer
+from nflows_tutorial.course.checks import check_layer
 
 check_layer(my_logit_layer, torch.rand(4, 1, 3, 3, dtype=torch.float64))
 
@@ -416,7 +417,7 @@ def my_quantize(z: torch.Tensor, alpha: float = 1e-5, levels: int = 256) -> torc
 
 
 # %% tags=["exercise-check", "nbval-ignore-output"]
-from nflows_tutorial.checker import check_values
+from nflows_tutorial.course.checks import check_values
 
 logits, _ = layer(train_images, torch.zeros(len(train_images), dtype=torch.float64), noise=noise)
 quantized = my_quantize(logits)
@@ -549,7 +550,7 @@ def my_log_mean_exp(log_p: torch.Tensor) -> torch.Tensor:
 
 
 # %% tags=["exercise-check", "nbval-ignore-output"]
-from nflows_tutorial.checker import check_values
+from nflows_tutorial.course.checks import check_values
 
 draws = torch.randn(8, 5, dtype=torch.float64) * 3
 check_values("8 draws for 5 images", my_log_mean_exp(draws), torch.logsumexp(draws, dim=0) - math.log(8))

@@ -65,7 +65,9 @@ from nflows_tutorial import (
     create_multiscale_flow,
     create_simple_flow,
 )
-from nflows_tutorial.literate import autograd_log_det, compare, show_source
+from nflows_tutorial.course.checks import autograd_log_det, compare
+from nflows_tutorial.course.literate import show_source
+from nflows_tutorial.flows.prior import standard_normal_log_prob
 from nflows_tutorial.plots import (
     plot_architecture,
     plot_coupling_diagram,
@@ -73,7 +75,6 @@ from nflows_tutorial.plots import (
     plot_scale_stabilisation,
     plot_squeeze,
 )
-from nflows_tutorial.prior import standard_normal_log_prob
 
 _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the same numbers
 
@@ -173,7 +174,7 @@ class MyAdditiveCoupling(torch.nn.Module):
 
 
 # %% tags=["exercise-check", "nbval-ignore-output"]
-from nflows_tutorial.checker import check_layer
+from nflows_tutorial.course.checks import check_layer
 
 shift_net = GatedConvNet(c_in=1, hidden=8, c_out=1)
 torch.nn.init.normal_(shift_net.nn[-1].weight, std=0.3)  # a fresh network outputs zeros: make the shift matter
@@ -274,7 +275,7 @@ def my_channel_mask(c_in: int, invert: bool = False) -> torch.Tensor:
 
 
 # %% tags=["exercise-check", "nbval-ignore-output"]
-from nflows_tutorial.checker import check_values
+from nflows_tutorial.course.checks import check_values
 
 for c_in in (2, 3, 8):
     for invert in (False, True):
@@ -448,7 +449,7 @@ def my_unsqueeze(z: torch.Tensor) -> torch.Tensor:
 
 
 # %% tags=["exercise-check", "nbval-ignore-output"]
-from nflows_tutorial.checker import check_layer, check_values
+from nflows_tutorial.course.checks import check_layer, check_values
 
 
 def squeeze_with_my_inverse(z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -519,7 +520,7 @@ def my_early_split_flow() -> ImageFlow:
 
 
 # %% tags=["exercise-check", "nbval-ignore-output"]
-from nflows_tutorial.checker import check_values
+from nflows_tutorial.course.checks import check_values
 
 early = my_early_split_flow()
 z_path, ldj_path = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.int32), torch.zeros(2)

@@ -73,31 +73,21 @@ from nflows_tutorial import (
     load_mnist,
     make_loader,
 )
-from nflows_tutorial.evaluation import results_row, results_table, seeded
-from nflows_tutorial.literate import show_source
-from nflows_tutorial.memory import activation_bytes
+from nflows_tutorial.analysis.results import results_row, results_table
+from nflows_tutorial.analysis.sampling import draw_samples, interpolate, latent_path
+from nflows_tutorial.analysis.speed import activation_bytes
+from nflows_tutorial.course.literate import show_source
+from nflows_tutorial.environment import quick_mode
+from nflows_tutorial.io.checkpoints import CheckpointError, load_pretrained, load_state_dict_checked, read_checkpoint
 from nflows_tutorial.plots import (
     plot_dequantization_histogram,
     plot_image_panels,
     plot_images,
     plot_learning_curves,
 )
-from nflows_tutorial.pretrained import (
-    CheckpointError,
-    default_device,
-    load_pretrained,
-    load_state_dict_checked,
-    read_checkpoint,
-)
-from nflows_tutorial.run_logs import read_scalars
-from nflows_tutorial.sampling import draw_samples, interpolate, latent_path
-from nflows_tutorial.settings import quick_mode
-from nflows_tutorial.training import (
-    default_out_dir,
-    make_trainer,
-    run_paths,
-    train_flow,
-)
+from nflows_tutorial.runtime import default_device, seeded
+from nflows_tutorial.training.logs import read_scalars
+from nflows_tutorial.training.run import default_out_dir, make_trainer, run_paths, train_flow
 
 TRAIN_FROM_SCRATCH = False  # True: train all three models here (hours on a GPU) instead of loading them
 QUICK = quick_mode()
@@ -392,7 +382,7 @@ for M, bpd in per_image.items():
 # Exercise 9: bits per dimension with M importance samples
 import math
 
-from nflows_tutorial.prior import standard_normal_log_prob
+from nflows_tutorial.flows.prior import standard_normal_log_prob
 
 
 def my_importance_bpd(model: ImageFlow, imgs: torch.Tensor, M: int) -> torch.Tensor:
@@ -408,7 +398,7 @@ def my_importance_bpd(model: ImageFlow, imgs: torch.Tensor, M: int) -> torch.Ten
 
 
 # %% tags=["exercise-check", "nbval-ignore-output"]
-from nflows_tutorial.checker import check_values
+from nflows_tutorial.course.checks import check_values
 
 some_images = val_set.images[:8].to(torch.int32).to(device)
 with torch.no_grad():
@@ -498,7 +488,7 @@ def my_interpolate(model: ImageFlow, img1: torch.Tensor, img2: torch.Tensor, num
 
 
 # %% tags=["exercise-check", "nbval-ignore-output"]
-from nflows_tutorial.checker import check_values
+from nflows_tutorial.course.checks import check_values
 
 pair = load_mnist("train").images[:2].to(torch.int32).to(device)
 walk = my_interpolate(models["vardeq"], pair[0], pair[1], 6)
@@ -644,7 +634,7 @@ class MyInvertible1x1Conv(torch.nn.Module):
 
 
 # %% tags=["exercise-check", "nbval-ignore-output"]
-from nflows_tutorial.checker import check_layer
+from nflows_tutorial.course.checks import check_layer
 
 mixing = MyInvertible1x1Conv(4)
 with torch.no_grad():
@@ -684,7 +674,7 @@ class MyHouseholder(torch.nn.Module):
 
 
 # %% tags=["exercise-check", "nbval-ignore-output"]
-from nflows_tutorial.checker import check_layer, check_values
+from nflows_tutorial.course.checks import check_layer, check_values
 
 householder = MyHouseholder(4)
 with torch.no_grad():
@@ -740,7 +730,7 @@ probe = create_model("vardeq")
 batch = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.int32)
 kept = {}
 for accelerated in (False, True):
-    accelerate(probe, enabled=accelerated, compile=False)
+    accelerate(probe, enabled=accelerated, compiled=False)
     kept[accelerated] = activation_bytes(probe, batch)
     print(f"accelerated={accelerated!s:<5}  autograd keeps {kept[accelerated] / 2**20:5.1f} MiB for a step on 16 images")
 print(f"the accelerated path keeps {kept[True] / kept[False]:.2f}x of what the plain path keeps")

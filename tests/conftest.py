@@ -21,9 +21,10 @@ def published_dir() -> Path:
 
     Skips the test, with one line saying how to provide them, where they cannot be had.
     """
-    from nflows_tutorial.download import sha256_of
-    from nflows_tutorial.paths import checkpoint_dir
-    from nflows_tutorial.pretrained import REGISTRY, URL_VARIABLE, CheckpointError, fetch_checkpoint
+    from nflows_tutorial.environment import URL_VARIABLE
+    from nflows_tutorial.io.checkpoints import REGISTRY, CheckpointError, fetch_checkpoint
+    from nflows_tutorial.io.download import sha256_of
+    from nflows_tutorial.io.paths import checkpoint_dir
 
     folder = checkpoint_dir()
     for name in PUBLISHED:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.autograd import forward_ad
 
-from ..networks import ChannelLayerNorm, ConcatELU, GatedBlock, GatedConvNet
+from ..flows.conditioner import ChannelLayerNorm, ConcatELU, GatedBlock, GatedConvNet
 from .kernels import GatedLayout, gated_conv_net
 from .malloc import tune_for_tensors
 from .notices import quiet_compiler_notices
@@ -166,7 +166,7 @@ def is_accelerated(net: nn.Module) -> bool:
     return isinstance(net.__dict__.get("forward"), _FusedForward)
 
 
-def accelerate(model: M, enabled: bool = True, compile: bool = True) -> M:
+def accelerate(model: M, enabled: bool = True, compiled: bool = True) -> M:
     """Run the conditioners of ``model`` through the fused kernels, in place; return ``model``.
 
     Every :class:`~nflows_tutorial.networks.GatedConvNet` inside ``model`` keeps its modules and
@@ -176,7 +176,7 @@ def accelerate(model: M, enabled: bool = True, compile: bool = True) -> M:
     with the modules' own ``forward`` (see :mod:`nflows_tutorial.acceleration.switch`), so an edited
     ``ConcatELU`` or ``GatedBlock`` takes effect on an accelerated model too.
 
-    ``compile`` runs the pointwise kernels through ``torch.compile`` (the first batch of each
+    ``compiled`` runs the pointwise kernels through ``torch.compile`` (the first batch of each
     feature-map shape waits a few seconds for the compiler; where compiling fails they run eagerly,
     with one warning). ``enabled=False`` puts the networks back on their own ``forward``.
 
@@ -184,12 +184,12 @@ def accelerate(model: M, enabled: bool = True, compile: bool = True) -> M:
     which on a GPU trains faster (see the README), so accelerate a model on the device it will run on.
     On a model on the CPU the call also stores the networks' parameters channels-last (the
     convolutions' native layout), changes two glibc malloc settings for the whole process (see
-    :mod:`nflows_tutorial.acceleration.malloc`) and, with ``compile``, silences the compiler's
+    :mod:`nflows_tutorial.acceleration.malloc`) and, with ``compiled``, silences the compiler's
     "No CUDA runtime is found" log notice.
 
     Example:
         >>> from nflows_tutorial import create_simple_flow
-        >>> model = accelerate(create_simple_flow(use_vardeq=False), compile=False)
+        >>> model = accelerate(create_simple_flow(use_vardeq=False), compiled=False)
         >>> is_accelerated(model.flows[1].network)
         True
         >>> is_accelerated(accelerate(model, enabled=False).flows[1].network)
@@ -207,9 +207,9 @@ def accelerate(model: M, enabled: bool = True, compile: bool = True) -> M:
             continue
         if on_cpu:
             net.to(memory_format=torch.channels_last)
-        net.__dict__["forward"] = _FusedForward(net, compile)
+        net.__dict__["forward"] = _FusedForward(net, compiled)
     if enabled and nets and on_cpu:
         tune_for_tensors()
-        if compile:
+        if compiled:
             quiet_compiler_notices()
     return model

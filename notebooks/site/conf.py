@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import nflows_tutorial
-from nflows_tutorial.repository import BRANCH, REPO_URL
+from nflows_tutorial.course.repository import BRANCH, REPO_URL
 
-STATIC = Path(nflows_tutorial.__file__).resolve().parent / "static"
+STATIC = Path(nflows_tutorial.__file__).resolve().parent / "course" / "static"
 
 project = "Deep normalizing flows on MNIST"
 author = "the nflows-tutorial authors"

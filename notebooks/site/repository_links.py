@@ -16,8 +16,8 @@ from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.transforms.post_transforms import SphinxPostTransform
 
-from nflows_tutorial.repository import BRANCH, REPO_URL
-from nflows_tutorial.site import ROOT
+from nflows_tutorial.course.repository import BRANCH, REPO_URL
+from nflows_tutorial.course.site import ROOT
 
 README_DOC = "README"
 

@@ -1,0 +1,144 @@
+"""The course website: the README, the notebooks with their stored outputs, the course pages and the API.
+
+``python -m nflows_tutorial site --out DIR`` stages the sources into one folder that mirrors the
+repository and runs Sphinx (myst-nb, sphinx-book-theme) on it with warnings as errors. The result is a
+static folder that needs no network: MathJax is the package's vendored copy. It needs the ``site``
+extra (``pip install -e ".[site]"``) and a clone of the repository, since the notebooks are not
+installed with the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import pkgutil
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from ..io.paths import CHECKOUT, course_notebooks
+
+__all__ = [
+    "SITE_SOURCES",
+    "SiteBuildError",
+    "add_arguments",
+    "api_page",
+    "build_site",
+    "course_pages",
+    "public_modules",
+    "run",
+]
+
+ROOT = CHECKOUT
+NOTEBOOKS = ROOT / "notebooks"
+SITE_SOURCES = NOTEBOOKS / "site"
+PACKAGE = __name__.partition(".")[0]
+NEEDED = ("sphinx", "myst_nb", "sphinx_book_theme")
+
+
+class SiteBuildError(RuntimeError):
+    """The website could not be built; the message says what is missing or which warnings stopped it."""
+
+
+def course_pages(notebooks: Path = NOTEBOOKS) -> list[Path]:
+    """The files that become pages of the course: the numbered notebooks and the Markdown pages beside them."""
+    notebook_files = course_notebooks(notebooks)
+    markdown_pages = sorted(p for p in notebooks.glob("*.md") if p.name != "README.md")
+    return notebook_files + markdown_pages
+
+
+def _module_tree(package: str) -> dict[str, bool]:
+    """Each public module of ``package`` (no name part starting with an underscore): is it a package?"""
+    found = {package: True}
+    for info in pkgutil.walk_packages(importlib.import_module(package).__path__, prefix=f"{package}."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            found[info.name] = info.ispkg
+    return dict(sorted(found.items()))
+
+
+def public_modules(package: str = PACKAGE) -> list[str]:
+    """Every importable module of ``package`` whose name has no part starting with an underscore."""
+    return list(_module_tree(package))
+
+
+def api_page(package: str = PACKAGE) -> str:
+    """The Markdown of the API reference: one section per public module, its members from the docstrings.
+
+    Packages show only their own docstring: the classes they re-export are documented once, in the
+    module that defines them.
+    """
+    lines = ["# API reference", "", f"The `{package}` package, module by module, as its docstrings describe it.", ""]
+    for name, is_package in _module_tree(package).items():
+        # Docstrings are reStructuredText, so autodoc's output is parsed as such, not as Markdown.
+        lines += [f"## `{name}`", "", "```{eval-rst}", f".. automodule:: {name}"]
+        if not is_package:
+            lines.append("   :members:")
+        lines += ["```", ""]
+    return "\n".join(lines)
+
+
+def _stage(into: Path) -> None:
+    """Copy the site's sources into ``into``, laid out as in the repository."""
+    for needed in (SITE_SOURCES / "conf.py", SITE_SOURCES / "index.md", ROOT / "README.md"):
+        if not needed.is_file():
+            raise SiteBuildError(
+                f"{needed} not found: the website is built from a clone of the repository "
+                "(the notebooks and the site's sources are not installed with the package)"
+            )
+    shutil.copy2(SITE_SOURCES / "index.md", into / "index.md")
+    shutil.copy2(ROOT / "README.md", into / "README.md")
+    (into / "api.md").write_text(api_page(), encoding="utf-8")
+    (into / "notebooks").mkdir()
+    for page in course_pages():
+        shutil.copy2(page, into / "notebooks" / page.name)
+
+
+def build_site(out: Path, quiet: bool = True) -> Path:
+    """Build the website into ``out`` (created if missing) and return the path of its landing page.
+
+    Any Sphinx warning fails the build with :class:`SiteBuildError`; the warnings themselves are
+    printed on standard error.
+    """
+    missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SiteBuildError(
+            f"building the website needs {', '.join(missing)}: install the site extra with "
+            '`pip install -e ".[site]"` from the repository root'
+        )
+    from sphinx.cmd.build import build_main
+
+    out = Path(out).resolve()
+    with tempfile.TemporaryDirectory(prefix="nflows-site-") as work:
+        sources, doctrees = Path(work) / "src", Path(work) / "doctrees"
+        sources.mkdir()
+        _stage(sources)
+        options = ["-b", "html", "-W", "--keep-going", "-c", str(SITE_SOURCES), "-d", str(doctrees)]
+        status = build_main([*options, *(["-q"] if quiet else []), str(sources), str(out)])
+    if status != 0:
+        raise SiteBuildError(f"Sphinx stopped with status {status}: the warnings printed above are errors")
+    return out / "index.html"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``site`` command's options."""
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "build" / "site",
+        metavar="DIR",
+        help="folder to write the website into (default: build/site in the checkout)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="show Sphinx's progress, not only its warnings")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the website and say where its landing page is; 1 when the build fails."""
+    try:
+        index = build_site(args.out, quiet=not args.verbose)
+    except SiteBuildError as err:
+        print(f"nflows-tutorial site: {err}", file=sys.stderr)
+        return 1
+    print(f"website written to {index.parent}; preview: python -m http.server --directory {index.parent}")
+    return 0

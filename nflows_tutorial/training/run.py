@@ -1,0 +1,327 @@
+"""Training a course flow with PyTorch Lightning: checkpoints to resume from, a final test, a published-format file."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+import os
+import signal
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
+
+from ..acceleration import accelerate
+from ..analysis.results import EVAL_BATCH_SIZE, final_test
+from ..analysis.speed import count_parameters
+from ..flows.builders import create_model
+from ..flows.model import ImageFlow
+from ..io.checkpoints import read_checkpoint, save_published
+from ..io.mnist import load_mnist, make_loader
+from .callbacks import (
+    AtomicCheckpointIO,
+    ResumableBatches,
+    StopOnNonFiniteLoss,
+    TrackTrainingData,
+    checkpoint_callbacks,
+)
+from .errors import NonFiniteLossError, TrainingError, UnwritableOutputError
+from .run_folder import check_writable, default_out_dir, prepare_checkpoint_dir, run_paths, space_needed
+
+__all__ = [
+    "train_flow",
+    "make_trainer",
+    "TrainerSettings",
+    "quiet_lightning",
+    "TrainingError",
+    "UnwritableOutputError",
+    "NonFiniteLossError",
+    "StopOnNonFiniteLoss",
+    "ResumableBatches",
+    "TrackTrainingData",
+    "AtomicCheckpointIO",
+    "default_out_dir",
+    "run_paths",
+    "check_writable",
+]
+
+GRADIENT_CLIP = 1.0
+
+#: The ``precision`` values ``pytorch_lightning.Trainer`` accepts as text: ``"32-true"`` (the course's
+#: default), ``"bf16-mixed"``, ..., and the short aliases ``"64"``, ``"32"``, ``"16"``, ``"bf16"``.
+Precision: TypeAlias = Literal[
+    "64-true",
+    "32-true",
+    "16-true",
+    "16-mixed",
+    "bf16-true",
+    "bf16-mixed",
+    "transformer-engine",
+    "transformer-engine-float16",
+    "64",
+    "32",
+    "16",
+    "bf16",
+]
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """Where and how precisely a run computes: handed to ``pytorch_lightning.Trainer`` as they are.
+
+    For instance ``TrainerSettings(devices=2, strategy="ddp")`` trains on two devices of this machine,
+    ``TrainerSettings(precision="bf16-mixed")`` in mixed precision.
+    """
+
+    accelerator: str = "auto"
+    devices: int | str | list[int] = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: Precision = "32-true"
+
+    def __post_init__(self) -> None:
+        _check_counts(num_nodes=self.num_nodes)
+
+
+def _logger(folder: Path) -> CSVLogger | TensorBoardLogger:
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        return TensorBoardLogger(save_dir=str(folder), name="logs", default_hp_metric=False)
+    return CSVLogger(save_dir=str(folder), name="logs")
+
+
+def _timedelta(max_time: timedelta | float | str | None) -> timedelta | str | None:
+    if isinstance(max_time, (int, float)):
+        if max_time <= 0:
+            raise ValueError(f"max_time must be positive, got {max_time} seconds")
+        return timedelta(seconds=max_time)
+    return max_time
+
+
+def _check_counts(**counts: int | None) -> None:
+    for label, value in counts.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{label} must be positive, got {value}")
+
+
+def _check_settings(lr: float, limit: int | None, batch_size: int, timing_repeats: int) -> None:
+    """Refuse settings no run can use, naming the parameter."""
+    if timing_repeats < 0:
+        raise ValueError(f"timing_repeats must be 0 (no timing) or more, got {timing_repeats}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a positive number, got {lr}")
+    if limit is not None and limit < batch_size:
+        raise ValueError(
+            f"limit ({limit}) is smaller than batch_size ({batch_size}), and incomplete training batches are "
+            f"dropped, so there would be nothing to train on; raise limit or lower batch_size"
+        )
+
+
+def _model_and_name(name_or_model: str | ImageFlow, name: str | None) -> tuple[ImageFlow, str]:
+    if isinstance(name_or_model, str):
+        return create_model(name_or_model), name or name_or_model
+    if name is None:
+        raise ValueError("give the run a name (name=...) when passing a model instance")
+    return name_or_model, name
+
+
+class _DropAdvertising(logging.Filter):
+    """Drop Lightning's start-up advertisement for its cloud logger; keep every other message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+_LIGHTNING_LOGGERS = ("lightning_fabric.utilities.rank_zero", "pytorch_lightning.utilities.rank_zero")
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Run a block with Lightning's advertising tip and its own deprecation warnings about torch's pytree
+    silenced; errors, warnings about the run and progress messages still come through."""
+    drop = _DropAdvertising()
+    loggers = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            # Lightning's own pytree helper uses a torch class that torch has deprecated: nothing a user can act on.
+            warnings.filterwarnings(
+                "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+            )
+            yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(drop)
+
+
+def make_trainer(
+    paths: dict[str, Path],
+    train_batches: ResumableBatches,
+    *,
+    seed: int = 42,
+    epochs: int = 200,
+    max_steps: int | None = None,
+    max_time: timedelta | float | str | None = None,
+    checkpoint_every: int | None = 200,
+    progress: bool = True,
+    settings: TrainerSettings = TrainerSettings(),
+) -> tuple[pl.Trainer, ModelCheckpoint]:
+    """The Lightning ``Trainer`` of a course run, and its callback that keeps the best-``val_bpd`` checkpoint.
+
+    ``paths`` come from :func:`run_paths`. The trainer clips gradients to norm 1, stops at
+    ``epochs`` (or ``max_steps`` / ``max_time``), keeps ``last.ckpt`` for resuming, logs to
+    ``paths["run"] / "logs"`` and stops on a non-finite loss. ``settings`` say on which devices and in
+    which precision.
+    """
+    best, *writers = checkpoint_callbacks(paths["checkpoints"], checkpoint_every)
+    try:
+        with quiet_lightning():
+            trainer = pl.Trainer(
+                **asdict(settings),
+                default_root_dir=str(paths["run"]),
+                max_epochs=epochs,
+                max_steps=-1 if max_steps is None else max_steps,
+                max_time=_timedelta(max_time),
+                gradient_clip_val=GRADIENT_CLIP,
+                callbacks=[
+                    StopOnNonFiniteLoss(paths["last"]),
+                    TrackTrainingData(train_batches, seed),
+                    best,
+                    *writers,
+                    LearningRateMonitor("epoch"),
+                ],
+                logger=_logger(paths["run"]),
+                plugins=[AtomicCheckpointIO()],
+                enable_progress_bar=progress,
+                enable_model_summary=progress,
+                log_every_n_steps=min(50, len(train_batches)),
+                num_sanity_val_steps=0,
+            )
+    except (ValueError, TypeError, RuntimeError, MisconfigurationException) as err:
+        raise TrainingError(f"Lightning cannot set up this run: {err}") from None
+    return trainer, best
+
+
+def train_flow(
+    name_or_model: str | ImageFlow,
+    *,
+    name: str | None = None,
+    epochs: int = 200,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    max_steps: int | None = None,
+    max_time: timedelta | float | str | None = None,
+    limit: int | None = None,
+    settings: TrainerSettings = TrainerSettings(),
+    resume: bool = False,
+    overwrite: bool = False,
+    out_dir: str | os.PathLike | None = None,
+    seed: int = 42,
+    importance_samples: int = 8,
+    checkpoint_every: int | None = 200,
+    timing_repeats: int = 3,
+    progress: bool = True,
+    accelerated: bool = True,
+    compiled: bool = True,
+) -> tuple[ImageFlow, dict[str, Any]]:
+    """Train a flow as the course does and return ``(model, result)``.
+
+    Adam (``lr``) with the learning rate multiplied by 0.99 after every epoch, gradients clipped to
+    norm 1, ``batch_size`` images per step from the 50,000 training images, the 10,000 validation
+    images checked after every epoch. ``limit`` keeps only the first images of every split (for
+    quick runs); ``max_steps`` / ``max_time`` stop early.
+
+    Under ``out_dir / name`` Lightning keeps ``checkpoints/last.ckpt`` (written every
+    ``checkpoint_every`` steps and after every epoch; ``resume=True`` continues from it with the
+    optimizer and scheduler state), the best-``val_bpd`` checkpoint and the logs. After training the
+    best weights are tested with ``importance_samples`` draws on the validation and test splits, and
+    ``out_dir / MNISTFlow_<name>.ckpt`` is written in the published format (``state_dict`` and
+    ``result``; speeds are medians of ``timing_repeats`` timed batches of 64, none if 0), which
+    ``load_pretrained(name, checkpoint_dir=out_dir, download=False)`` reads.
+
+    ``settings`` (:class:`TrainerSettings`) go straight to ``pytorch_lightning.Trainer``, for instance
+    ``TrainerSettings(devices=2, strategy="ddp")``. In a multi-process run only the first process
+    tests and writes the published file; the others return an empty result.
+    ``accelerated`` puts the model through :func:`~nflows_tutorial.acceleration.accelerate` (same
+    numbers; ``compiled`` as there): for training when the run computes on the CPU, where the kernels
+    save time and memory, and for the final test. The returned model stays accelerated.
+    """
+    _check_counts(epochs=epochs, batch_size=batch_size, importance_samples=importance_samples)
+    _check_counts(max_steps=max_steps, limit=limit, checkpoint_every=checkpoint_every)
+    _check_settings(lr, limit, batch_size, timing_repeats)
+    pl.seed_everything(seed, verbose=False)  # first: the initial weights are drawn when the model is built
+    model, name = _model_and_name(name_or_model, name)
+    model.lr = lr
+
+    paths = run_paths(name, out_dir)
+    check_writable(paths["checkpoints"], space_needed(model))
+    check_writable(paths["run"] / "logs", 0)
+    ckpt_path = prepare_checkpoint_dir(paths, resume, overwrite)
+
+    train_set, val_set = load_mnist("train"), load_mnist("val")
+    if limit is not None:
+        train_set = train_set.subset(slice(0, limit))
+    train_batches = ResumableBatches(train_set, batch_size, seed)
+    val_loader = make_loader(val_set, EVAL_BATCH_SIZE, limit=limit)
+
+    trainer, best = make_trainer(
+        paths,
+        train_batches,
+        seed=seed,
+        epochs=epochs,
+        max_steps=max_steps,
+        max_time=max_time,
+        checkpoint_every=checkpoint_every,
+        progress=progress,
+        settings=settings,
+    )
+    if accelerated and trainer.strategy.root_device.type == "cpu":
+        accelerate(model, compiled=compiled)  # CPU kernels: a GPU run trains faster on the networks' own forward
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        with quiet_lightning():
+            trainer.fit(model, train_batches, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    except SystemExit:
+        # Lightning answers Ctrl-C by saving what it can and calling sys.exit(1): make it an interrupt again.
+        if not trainer.interrupted:
+            raise
+        raise KeyboardInterrupt from None
+    finally:
+        if sigint is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, sigint)  # Lightning ignores further Ctrl-C after the first
+    if not trainer.is_global_zero:
+        return model, {}
+    if best.best_model_path and Path(best.best_model_path).is_file():
+        model.load_state_dict(read_checkpoint(best.best_model_path)["state_dict"])
+    model.eval()
+    if accelerated:
+        accelerate(model, compiled=compiled)  # for the final test, on the device Lightning left the model on
+    result = final_test(
+        model,
+        val_set,
+        limit=limit,
+        importance_samples=importance_samples,
+        seed=seed,
+        timing_repeats=timing_repeats,
+        progress=progress,
+    )
+    result.update(
+        global_step=trainer.global_step,
+        epochs=trainer.current_epoch,
+        processes=trainer.world_size,
+        params=count_parameters(model),
+        importance_samples=importance_samples,
+        images=limit,
+    )
+    save_published(model, result, paths["published"])
+    return model, result

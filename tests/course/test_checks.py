@@ -1,0 +1,166 @@
+"""The layer checker: correct layers pass, and each typical mistake is named by the property it breaks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from nflows_tutorial import (
+    CouplingLayer,
+    GatedConvNet,
+    SqueezeFlow,
+    create_channel_mask,
+    create_checkerboard_mask,
+)
+from nflows_tutorial.course.checks import PROPERTIES, LayerCheckError, check_layer
+
+from support.helpers import randomize
+
+
+class Affine(nn.Module):
+    """An elementwise affine layer ``z' = (z + t) e^s`` with fixed random ``s, t``; ``mistake`` breaks it."""
+
+    def __init__(self, shape: tuple[int, ...], mistake: str | None = None) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(3)
+        self.s = nn.Parameter(torch.randn(1, *shape, generator=gen) * 0.5)
+        self.t = nn.Parameter(torch.randn(1, *shape, generator=gen))
+        self.mistake = mistake
+
+    def forward(self, z, ldj, reverse=False):
+        s, t = self.s, self.t
+        term = s.flatten(1).sum(dim=1)
+        if self.mistake == "ldj not updated":
+            term = torch.zeros(1)
+        elif self.mistake == "forgotten sum":
+            term = s
+        elif self.mistake == "summed over the batch":
+            term = (s * torch.ones_like(z)).sum()
+        if not reverse:
+            out = (z + t) * torch.exp(s)
+            if self.mistake == "wrong sign":
+                return out, ldj - term
+            if self.mistake == "ldj overwritten":
+                return out, term + torch.zeros_like(ldj)
+            return out, ldj + term
+        if self.mistake == "non-inverse reverse":
+            return z * torch.exp(-s) + t, ldj - term
+        if self.mistake == "wrong sign":
+            return z * torch.exp(-s) - t, ldj + term
+        if self.mistake == "reverse adds the ldj":
+            return z * torch.exp(-s) - t, ldj + term
+        return z * torch.exp(-s) - t, ldj - term
+
+
+def coupling(mask: torch.Tensor, c_in: int) -> CouplingLayer:
+    return randomize(CouplingLayer(GatedConvNet(c_in=c_in, hidden=8), mask, c_in=c_in), scale=0.3)
+
+
+SHAPE = (2, 3, 4)  # the last dimension equals the batch of 4, so an unsummed term broadcasts silently
+
+CORRECT = {
+    "elementwise affine": (lambda: Affine(SHAPE), torch.randn(4, *SHAPE)),
+    "checkerboard coupling": (lambda: coupling(create_checkerboard_mask(4, 4), 1), torch.randn(3, 1, 4, 4)),
+    "channel coupling": (lambda: coupling(create_channel_mask(4), 4), torch.randn(3, 4, 2, 2)),
+    "squeeze": (SqueezeFlow, torch.randn(3, 2, 4, 4)),
+}
+
+
+@pytest.mark.parametrize("name", CORRECT)
+def test_correct_layers_pass_every_property(name, capsys):
+    make, example = CORRECT[name]
+    report = check_layer(make(), example)
+    assert report.passed and report.failed is None
+    assert [v.name for v in report.verdicts] == list(PROPERTIES)
+    printed = capsys.readouterr().out
+    assert "The layer honours the contract" in printed
+    assert "max |reverse(forward(z)) - z| =" in printed and "| autograd " in printed
+
+
+# mistake -> (the property that must fail first, words its cause must contain)
+MISTAKES = {
+    "wrong sign": ("log-det", "sign is flipped"),
+    "forgotten sum": ("shape", "forgotten sum"),
+    "summed over the batch": ("batch", "batch dimension"),
+    "non-inverse reverse": ("inverse", "does not undo forward"),
+    "reverse adds the ldj": ("inverse", "reverse must subtract"),
+    "ldj overwritten": ("accumulates", "overwritten"),
+    "ldj not updated": ("log-det", "returned unchanged"),
+}
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_each_typical_mistake_fails_at_its_property(mistake, capsys):
+    expected, words = MISTAKES[mistake]
+    report = check_layer(Affine(SHAPE, mistake), torch.randn(4, *SHAPE), strict=False)
+    assert report.failed == expected
+    first = report.verdicts[-1]
+    assert not first.passed and words in first.cause
+    assert all(v.passed for v in report.verdicts[:-1]), "properties before the failing one must hold"
+    assert f"First failure: {expected}. Usual cause:" in capsys.readouterr().out
+
+
+def test_strict_raises_with_the_report():
+    with pytest.raises(LayerCheckError, match="First failure: log-det") as info:
+        check_layer(Affine(SHAPE, "wrong sign"), torch.randn(4, *SHAPE), verbose=False)
+    assert info.value.report.failed == "log-det"
+
+
+def test_log_det_is_printed_next_to_autograd():
+    report = check_layer(Affine(SHAPE, "wrong sign"), torch.randn(4, *SHAPE), strict=False, verbose=False)
+    layer_part, autograd_part = report.verdicts[-1].detail.split(" | ")
+    ours = [float(v) for v in layer_part.removeprefix("layer ").split(", ")]
+    theirs = [float(v) for v in autograd_part.removeprefix("autograd ").split(", ")]
+    expected = Affine(SHAPE).s.sum().item()
+    assert theirs == pytest.approx([expected] * 2, abs=1e-6) and ours == pytest.approx([-expected] * 2, abs=1e-6)
+
+
+def test_unsummed_term_that_cannot_broadcast_is_a_call_failure():
+    report = check_layer(Affine((2, 3, 5), "forgotten sum"), torch.randn(4, 2, 3, 5), strict=False, verbose=False)
+    assert report.failed == "call" and "forward raised RuntimeError" in report.verdicts[0].detail
+    assert "unsummed" in report.verdicts[0].cause
+
+
+def test_a_layer_returning_one_tensor_fails_the_call_property():
+    report = check_layer(lambda z, ldj, reverse=False: z, torch.randn(2, 3), strict=False, verbose=False)
+    assert report.failed == "call" and "not a pair of tensors" in report.verdicts[0].detail
+
+
+def test_an_unfinished_exercise_raises_not_implemented():
+    def stub(z, ldj, reverse=False):
+        raise NotImplementedError("Exercise 1: a stub")
+
+    with pytest.raises(NotImplementedError, match="Exercise 1"):
+        check_layer(stub, torch.randn(2, 3))
+
+
+def test_caller_layer_keeps_its_dtype():
+    layer = Affine(SHAPE)
+    check_layer(layer, torch.randn(4, *SHAPE), verbose=False)
+    assert layer.s.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("example", "error", "words"),
+    [
+        (torch.randint(0, 5, (2, 3)), TypeError, "float tensor"),
+        (torch.randn(1, 3), ValueError, "at least 2 samples"),
+        (torch.randn(2, 1, 40, 40), ValueError, "1600 x 1600"),
+    ],
+)
+def test_bad_example_input_is_refused_with_a_fix(example, error, words):
+    with pytest.raises(error, match=words):
+        check_layer(SqueezeFlow(), example)
+
+
+def test_check_values_prints_both_and_refuses_a_wrong_value(capsys):
+    from nflows_tutorial.course.checks import check_values
+
+    check_values("sum", torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0 + 1e-9], dtype=torch.float64))
+    assert "[ok  ] sum: yours [1.0, 2.0] | expected [1.0, 2.000000001]" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="differs from the expected value by up to 0.5"):
+        check_values("half off", torch.tensor([1.5]), torch.tensor([1.0]))
+    with pytest.raises(AssertionError, match=r"shape \[2\], expected \[1, 2\]"):
+        check_values("shape", torch.zeros(2), torch.zeros(1, 2))
+    assert "[FAIL] shape: yours has shape [2], expected [1, 2]" in capsys.readouterr().out

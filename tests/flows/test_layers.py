@@ -1,0 +1,173 @@
+"""Generic properties of every invertible layer: shape, exact inverse, and log-determinant = autograd slogdet."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nflows_tutorial import (
+    CouplingLayer,
+    Dequantization,
+    GatedConvNet,
+    SplitFlow,
+    SqueezeFlow,
+    create_channel_mask,
+    create_checkerboard_mask,
+)
+
+from support.helpers import randomize
+
+
+class Logit(torch.nn.Module):
+    """The alpha-scaled logit of dequantization as a bijection on (0, 1) (sigmoid in reverse)."""
+
+    def __init__(self):
+        super().__init__()
+        self.deq = Dequantization()
+
+    def forward(self, z, ldj, reverse=False):
+        return self.deq.sigmoid(z, ldj) if reverse else self.deq.logit(z, ldj)
+
+
+class Conditioned(torch.nn.Module):
+    """A coupling that also sees a fixed conditioning image (as in variational dequantization)."""
+
+    def __init__(self, layer, cond):
+        super().__init__()
+        self.layer, self.cond = layer, cond
+
+    def forward(self, z, ldj, reverse=False):
+        return self.layer(z, ldj, reverse=reverse, cond=self.cond.to(z).expand(z.shape[0], -1, -1, -1))
+
+
+def checkerboard_coupling(c=1, h=6, w=6, invert=False):
+    return CouplingLayer(GatedConvNet(c, hidden=8, c_out=2 * c), create_checkerboard_mask(h, w, invert), c)
+
+
+def channel_coupling(c=4, invert=False):
+    return CouplingLayer(GatedConvNet(c, hidden=8), create_channel_mask(c, invert), c)
+
+
+# name -> (layer factory, input shape, input sampler)
+BIJECTIONS = {
+    "coupling_checkerboard": (lambda: checkerboard_coupling(), (1, 6, 6), "normal"),
+    "coupling_checkerboard_inverted": (lambda: checkerboard_coupling(invert=True), (1, 6, 6), "normal"),
+    "coupling_channel": (lambda: channel_coupling(), (4, 3, 3), "normal"),
+    "coupling_channel_inverted": (lambda: channel_coupling(invert=True), (4, 3, 3), "normal"),
+    "coupling_conditioned": (
+        lambda: Conditioned(
+            CouplingLayer(GatedConvNet(2, hidden=8, c_out=2), create_checkerboard_mask(6, 6), 1),
+            torch.rand(1, 1, 6, 6) * 2 - 1,
+        ),
+        (1, 6, 6),
+        "normal",
+    ),
+    "squeeze": (SqueezeFlow, (2, 4, 6), "normal"),
+    "logit": (Logit, (1, 5, 5), "unit"),
+}
+
+
+def draw(shape, kind, dtype, batch=3):
+    torch.manual_seed(2)
+    x = torch.randn(batch, *shape, dtype=dtype)
+    return torch.rand(batch, *shape, dtype=dtype) * 0.98 + 0.01 if kind == "unit" else x
+
+
+@pytest.mark.parametrize("name", BIJECTIONS)
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-9), (torch.float32, 1e-4)])
+def test_inverse_round_trip(name, dtype, tol):
+    factory, shape, kind = BIJECTIONS[name]
+    layer = randomize(factory()).to(dtype)
+    x = draw(shape, kind, dtype)
+    ldj0 = torch.zeros(x.shape[0], dtype=dtype)
+    y, ldj = layer(x, ldj0)
+    assert not torch.allclose(y.flatten(), x.flatten()) or name == "squeeze"
+    back, ldj_back = layer(y, ldj, reverse=True)
+    assert back.shape == x.shape
+    assert (back - x).abs().max() <= tol
+    assert (ldj_back - ldj0).abs().max() <= tol * max(1.0, ldj.abs().max().item())
+
+
+@pytest.mark.parametrize("name", BIJECTIONS)
+def test_log_determinant_matches_autograd(name):
+    factory, shape, kind = BIJECTIONS[name]
+    layer = randomize(factory()).double()
+    x = draw(shape, kind, torch.float64, batch=2)
+    _, ldj = layer(x, torch.zeros(2, dtype=torch.float64))
+    for i in range(2):
+        jac = torch.autograd.functional.jacobian(
+            lambda v: layer(v.view(1, *shape), torch.zeros(1, dtype=torch.float64))[0].flatten(), x[i].flatten()
+        )
+        sign, logabsdet = torch.linalg.slogdet(jac)
+        assert sign != 0
+        assert math.isclose(ldj[i].item(), logabsdet.item(), rel_tol=1e-6, abs_tol=1e-9), (ldj[i], logabsdet)
+
+
+def test_squeeze_example_from_the_course():
+    img = torch.arange(1, 17).view(1, 1, 4, 4)
+    out, _ = SqueezeFlow()(img, None)
+    expected = torch.tensor([[[1, 2, 5, 6], [3, 4, 7, 8]], [[9, 10, 13, 14], [11, 12, 15, 16]]])
+    assert torch.equal(out.permute(0, 2, 3, 1)[0], expected)
+    assert torch.equal(SqueezeFlow()(out, None, reverse=True)[0], img)
+
+
+def test_split_adds_prior_density_and_round_trips_with_held_noise():
+    z = torch.randn(3, 4, 5, 5, dtype=torch.float64)
+    kept, ldj = SplitFlow()(z, torch.zeros(3, dtype=torch.float64))
+    z2 = z[:, 2:]
+    expected = torch.distributions.Normal(0.0, 1.0).log_prob(z2).sum(dim=(1, 2, 3))
+    assert torch.allclose(ldj, expected, atol=1e-12)
+    back, ldj_back = SplitFlow()(kept, ldj, reverse=True, z_split=z2)
+    assert torch.equal(back, z) and torch.allclose(ldj_back, torch.zeros(3, dtype=torch.float64), atol=1e-12)
+    drawn, _ = SplitFlow()(kept, ldj, reverse=True)
+    assert drawn.shape == z.shape and torch.equal(drawn[:, :2], kept)
+
+
+def test_dequantization_round_trip_exact_in_float64_for_all_values():
+    x = torch.arange(256, dtype=torch.int32).view(1, 1, 16, 16).repeat(4, 1, 1, 1)
+    noise = torch.stack([torch.full((1, 16, 16), u, dtype=torch.float64) for u in (1e-9, 1e-6, 0.5, 1 - 1e-9)])
+    deq = Dequantization()
+    for u in (None, noise):
+        z, ldj = deq(x, torch.zeros(4, dtype=torch.float64), noise=u)
+        back, ldj_back = deq(z, ldj, reverse=True)
+        assert back.dtype == torch.int32 and torch.equal(back, x)
+        assert ldj_back.abs().max() < 1e-9
+
+
+def test_dequantization_log_determinant_of_the_scaling_is_minus_d_log_256():
+    x = torch.randint(0, 256, (2, 1, 3, 3))
+    noise = torch.rand(2, 1, 3, 3, dtype=torch.float64)
+    deq = Dequantization()
+    v, ldj = deq.dequantize(x, torch.zeros(2, dtype=torch.float64), noise)
+    assert torch.allclose(v, (x + noise) / 256)
+    assert torch.allclose(ldj, torch.full((2,), -9 * math.log(256), dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    "bad,error,words",
+    [
+        (torch.rand(1, 1, 4, 4), TypeError, "integer pixels"),
+        (torch.full((1, 1, 4, 4), 256), ValueError, "0..255"),
+        (torch.full((1, 1, 4, 4), -1), ValueError, "0..255"),
+    ],
+)
+def test_dequantization_rejects_bad_pixels(bad, error, words):
+    with pytest.raises(error, match=words):
+        Dequantization()(bad, torch.zeros(1))
+
+
+def test_squeeze_rejects_odd_sizes():
+    with pytest.raises(ValueError, match="even height and width"):
+        SqueezeFlow()(torch.zeros(1, 1, 5, 4), None)
+
+
+def test_coupling_rejects_channel_and_size_mismatch():
+    layer = channel_coupling(4)
+    with pytest.raises(ValueError, match="built for 4 channels"):
+        layer(torch.zeros(1, 3, 3, 3), torch.zeros(1))
+    with pytest.raises(ValueError, match="mask is 6x6"):
+        checkerboard_coupling()(torch.zeros(1, 1, 8, 8), torch.zeros(1))
+    with pytest.raises(ValueError, match="mask must have shape"):
+        CouplingLayer(GatedConvNet(4), create_channel_mask(2), 4)
