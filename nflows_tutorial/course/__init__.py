@@ -1,0 +1,1 @@
+"""What makes the package a course: source listings, the checker, exercises, slides and the website."""
