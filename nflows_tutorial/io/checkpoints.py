@@ -23,7 +23,7 @@ from ..flows.builders import check_model_name, create_model
 from ..flows.model import ImageFlow
 from ..runtime import default_device
 from .download import DownloadError, download_file, sha256_of
-from .files import atomic_write
+from .files import atomic_write, quarantine
 from .paths import checkpoint_dir as _resolve_dir
 
 __all__ = [
@@ -97,10 +97,10 @@ REGISTRY: dict[str, PretrainedSpec] = {
     "vardeq": PretrainedSpec(
         "vardeq", "MNISTFlow_vardeq.ckpt", 2_660_225, "f571031f2fd719b19e6e23fb32c896b581594b4a690e9377be941b0b51a41791"
     ),
-    # We have never seen the multi-scale file, so its size and hash are unknown here. It is verified
-    # by structure instead: a weights_only load whose state dict fits create_multiscale_flow() key
-    # for key and shape for shape. Record its hash here once a trusted copy has been checked.
-    # Its 1,711,818 float32 weights take 6.8 MB; the other two files are their weights and little more.
+    # No size or SHA-256 is recorded for the multi-scale file, so what is verified for it is what the
+    # code checks: a weights_only load whose state dict fits create_multiscale_flow() key for key and
+    # shape for shape, and a download no larger than max_size. Its 1,711,818 float32 weights take
+    # 6.8 MB; the other two files are their weights and little more.
     "multiscale": PretrainedSpec("multiscale", "MNISTFlow_multiscale.ckpt", max_size=32 * 2**20),
 }
 
@@ -229,31 +229,75 @@ def _ways_out(spec: PretrainedSpec, folder: Path, download: bool) -> str:
     )
 
 
-def _move_aside(path: Path) -> Path:
-    """Rename a damaged ``path`` to ``<file>.unverified`` (``.unverified.1``, ... if taken) and return the new name.
+def _cached_problem(spec: PretrainedSpec, path: Path, download: bool) -> str | None:
+    """``None`` when the cached file at ``path`` is to be used as it is; otherwise what is wrong with it.
 
-    An earlier moved-aside file is never replaced. Raises ``OSError`` where the folder is read-only.
+    A file that fails verification is moved aside (the returned text says where), so that it can be
+    fetched again; with ``download=False`` it stays and :class:`CheckpointError` says what differs.
     """
-    n = 0
-    while True:
-        aside = path.with_name(path.name + ".unverified" + (f".{n}" if n else ""))
-        try:
-            os.link(path, aside)  # fails if ``aside`` exists, so nothing is overwritten
-        except FileExistsError:
-            n += 1
-            continue
-        except FileNotFoundError:  # a concurrent process moved it first
-            return aside
-        except OSError as err:
-            if err.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK):
-                raise
-            if aside.exists():  # no hard links on this file system: check, then rename
-                n += 1
-                continue
-            os.rename(path, aside)
-            return aside
-        path.unlink(missing_ok=True)
-        return aside
+    try:
+        if not _is_published(spec, path):
+            warnings.warn(
+                f"using {path}: it is not the published {spec.name!r} checkpoint, but it fits the model, so it is "
+                "taken as your own (move it elsewhere to get the published one)",
+                OwnCheckpointWarning,
+                stacklevel=3,
+            )
+        return None
+    except CheckpointError as err:
+        problem = err
+    if not download:
+        raise CheckpointError(
+            f"The cached {spec.name!r} checkpoint {path} failed verification: {problem}\n"
+            + _ways_out(spec, path.parent, download)
+        )
+    try:
+        aside = quarantine(path)
+    except OSError as move_err:
+        raise CheckpointError(
+            f"The cached {spec.name!r} checkpoint {path} failed verification ({problem}), and it cannot be moved aside "
+            f"to fetch it again ({move_err.strerror or move_err}): delete it, or point PATH_CHECKPOINT at a "
+            "writable folder"
+        ) from None
+    warnings.warn(
+        f"the cached {spec.name!r} checkpoint failed verification ({problem}); moved it to {aside.name} "
+        "and downloading it again",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return f"{problem}; it was moved to {aside}"
+
+
+def _download(spec: PretrainedSpec, folder: Path, cached_problem: str | None, progress: bool) -> Path:
+    """Download the published file of ``spec`` into ``folder`` and return its path.
+
+    ``cached_problem`` says what was wrong with the cached copy this replaces, for the error message.
+    """
+    path = folder / spec.filename
+    url = checkpoint_url(spec.name)
+    if progress:
+        size = "" if spec.size is None else f" ({spec.size / 2**20:.2f} MiB)"
+        print(f"Downloading the {spec.name!r} checkpoint{size} from {url}\n  into {folder.absolute()}", file=sys.stderr)
+    try:
+        download_file(
+            url,
+            path,
+            sha256=spec.sha256,
+            size=spec.size,
+            max_size=spec.max_size,
+            verify=None if spec.sha256 else lambda part: _verify_download(spec, part, url),
+            progress=progress,
+        )
+    except (DownloadError, CheckpointError) as err:
+        reason = err.reason if isinstance(err, DownloadError) else str(err)
+        cached = "" if cached_problem is None else f"\n  cached copy: {cached_problem}"
+        raise CheckpointError(
+            f"Could not download the {spec.name!r} checkpoint: {reason}\n"
+            f"  URL:    {url}\n"
+            f"  folder: {folder.absolute()}{cached}\n"
+            f"{_ways_out(spec, folder, download=True)}"
+        ) from None
+    return path
 
 
 def fetch_checkpoint(
@@ -273,65 +317,15 @@ def fetch_checkpoint(
     path = folder / spec.filename
     cached_problem = None
     if path.is_file():
-        try:
-            if not _is_published(spec, path):
-                warnings.warn(
-                    f"using {path}: it is not the published {name!r} checkpoint, but it fits the model, so it is "
-                    "taken as your own (move it elsewhere to get the published one)",
-                    OwnCheckpointWarning,
-                    stacklevel=2,
-                )
+        cached_problem = _cached_problem(spec, path, download)
+        if cached_problem is None:
             return path
-        except CheckpointError as err:
-            if not download:
-                raise CheckpointError(
-                    f"The cached {name!r} checkpoint {path} failed verification: {err}\n"
-                    + _ways_out(spec, folder, download)
-                ) from None
-            try:
-                aside = _move_aside(path)
-            except OSError as move_err:
-                raise CheckpointError(
-                    f"The cached {name!r} checkpoint {path} failed verification ({err}), and it cannot be moved aside "
-                    f"to fetch it again ({move_err.strerror or move_err}): delete it, or point PATH_CHECKPOINT at a "
-                    "writable folder"
-                ) from None
-            cached_problem = f"{err}; it was moved to {aside}"
-            warnings.warn(
-                f"the cached {name!r} checkpoint failed verification ({err}); moved it to {aside.name} "
-                "and downloading it again",
-                RuntimeWarning,
-                stacklevel=2,
-            )
     elif not download:
         raise CheckpointError(
             f"No {name!r} checkpoint in {folder.absolute()}, and {{download}}.\n{_ways_out(spec, folder, download)}",
             download=False,
         )
-    url = checkpoint_url(name)
-    if progress:
-        size = "" if spec.size is None else f" ({spec.size / 2**20:.2f} MiB)"
-        print(f"Downloading the {name!r} checkpoint{size} from {url}\n  into {folder.absolute()}", file=sys.stderr)
-    try:
-        download_file(
-            url,
-            path,
-            sha256=spec.sha256,
-            size=spec.size,
-            max_size=spec.max_size,
-            verify=None if spec.sha256 else lambda part: _verify_download(spec, part, url),
-            progress=progress,
-        )
-    except (DownloadError, CheckpointError) as err:
-        reason = err.reason if isinstance(err, DownloadError) else str(err)
-        cached = "" if cached_problem is None else f"\n  cached copy: {cached_problem}"
-        raise CheckpointError(
-            f"Could not download the {name!r} checkpoint: {reason}\n"
-            f"  URL:    {url}\n"
-            f"  folder: {folder.absolute()}{cached}\n"
-            f"{_ways_out(spec, folder, download)}"
-        ) from None
-    return path
+    return _download(spec, folder, cached_problem, progress)
 
 
 def download_checkpoints(

@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -191,24 +192,51 @@ class _TooLong(Exception):
     """The download as a whole ran past its deadline."""
 
 
-def _stream(
-    opener: urllib.request.OpenerDirector,
-    url: str,
-    out: BinaryIO,
-    size: int | None,
-    max_size: int | None,
-    deadline: float,
-    connect_timeout: float,
-    progress: bool,
-) -> tuple[int, str]:
-    """Copy the body at ``url`` into ``out``; return the byte count and its SHA-256.
+@dataclass(frozen=True)
+class _Settings:
+    """The timeouts and retries of one :func:`download_file` call."""
 
-    Gives up when the body would exceed ``size`` (or ``max_size`` where the size is unknown), when
-    fewer than ``MIN_RATE * STALL_WINDOW`` bytes arrive in any ``STALL_WINDOW`` seconds, or at the
-    ``deadline`` (a ``time.monotonic()`` value).
-    """
+    connect_timeout: float
+    read_timeout: float
+    retries: int
+    backoff: float
+
+    @classmethod
+    def resolve(
+        cls, connect_timeout: float | None, read_timeout: float | None, retries: int | None, backoff: float | None
+    ) -> _Settings:
+        """The settings given, with the module default (read now, so an assignment to it counts) for each ``None``."""
+        settings = cls(
+            CONNECT_TIMEOUT if connect_timeout is None else connect_timeout,
+            READ_TIMEOUT if read_timeout is None else read_timeout,
+            RETRIES if retries is None else retries,
+            BACKOFF if backoff is None else backoff,
+        )
+        if settings.retries < 0:
+            raise ValueError(f"retries must be 0 or more, got {settings.retries}")
+        return settings
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """How large the body may be, and how long all attempts together may take."""
+
+    size: int | None  # the exact size, where known
+    cap: int | None  # the most bytes the body may have: ``size`` where known, else the caller's ``max_size``
+    allowed: float  # seconds, all attempts together
+    deadline: float  # the time.monotonic() value at which ``allowed`` runs out
+
+    @classmethod
+    def starting_now(cls, size: int | None, max_size: int | None) -> _Limits:
+        """``DEADLINE_BASE`` seconds from now, plus one second per ``MIN_RATE`` bytes of the expected size."""
+        allowed = DEADLINE_BASE + (size or max_size or 0) / MIN_RATE
+        return cls(size, size if size is not None else max_size, allowed, time.monotonic() + allowed)
+
+
+def _open(opener: urllib.request.OpenerDirector, url: str, connect_timeout: float) -> http.client.HTTPResponse:
+    """Request ``url``; an answer that trying again cannot change is raised as :class:`_Permanent`."""
     try:
-        response = opener.open(url, timeout=connect_timeout)
+        return opener.open(url, timeout=connect_timeout)
     except urllib.error.HTTPError as err:
         err.close()
         if 400 <= err.code < 500 and err.code not in (408, 429):
@@ -223,50 +251,92 @@ def _stream(
                 "lack root certificates (python.org builds on macOS: run 'Install Certificates.command')"
             ) from None
         raise
-    limit = size if size is not None else max_size
-    with response:
-        length = response.headers.get("Content-Length")
-        announced = int(length) if length and length.isdigit() else None
-        if announced is not None and size is not None and announced != size:
-            raise _Permanent(f"the server offers {announced:,} bytes, the expected file has {size:,}")
-        if announced is not None and limit is not None and announced > limit:
-            raise _Permanent(f"the server offers {announced:,} bytes, more than the {limit:,} this file can have")
-        expected = announced if announced is not None else size
-        digest = hashlib.sha256()
-        received = 0
-        window_start, window_bytes = time.monotonic(), 0
-        # read1: return what has arrived rather than wait for a whole block, so a trickle is measured.
-        read = getattr(response, "read1", response.read)
-        with tqdm(
-            total=expected,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=url.rsplit("/", 1)[-1],
-            disable=not progress,
-            file=sys.stderr,
-        ) as bar:
-            while block := read(CHUNK):
-                received += len(block)
-                if limit is not None and received > limit:
-                    raise _Permanent(f"the server sent more than the {limit:,} bytes this file can have")
-                out.write(block)
-                digest.update(block)
-                bar.update(len(block))
-                now = time.monotonic()
-                if now > deadline:
-                    raise _TooLong()
-                window_bytes += len(block)
-                if now - window_start >= STALL_WINDOW:
-                    if window_bytes < MIN_RATE * STALL_WINDOW:
-                        raise _Stalled(
-                            f"the transfer stalled: {window_bytes:,} bytes in {now - window_start:.0f} s, "
-                            f"under {MIN_RATE / 1024:g} KiB/s"
-                        )
-                    window_start, window_bytes = now, 0
+
+
+def _copy(
+    response: http.client.HTTPResponse, out: BinaryIO, limits: _Limits, label: str, progress: bool
+) -> tuple[int, str]:
+    """Copy the body of ``response`` into ``out``; return the byte count and its SHA-256.
+
+    Gives up when the body would exceed ``limits.cap`` (refused by its Content-Length where it has one),
+    when fewer than ``MIN_RATE * STALL_WINDOW`` bytes arrive in any ``STALL_WINDOW`` seconds, at
+    ``limits.deadline``, or when the connection closes early. With ``progress`` a bar named ``label``
+    shows the transfer on stderr.
+    """
+    length = response.headers.get("Content-Length")
+    announced = int(length) if length and length.isdigit() else None
+    if announced is not None and limits.size is not None and announced != limits.size:
+        raise _Permanent(f"the server offers {announced:,} bytes, the expected file has {limits.size:,}")
+    if announced is not None and limits.cap is not None and announced > limits.cap:
+        raise _Permanent(f"the server offers {announced:,} bytes, more than the {limits.cap:,} this file can have")
+    expected = announced if announced is not None else limits.size
+    digest = hashlib.sha256()
+    received = 0
+    window_start, window_bytes = time.monotonic(), 0
+    # read1: return what has arrived rather than wait for a whole block, so a trickle is measured.
+    read = getattr(response, "read1", response.read)
+    bar = tqdm(
+        total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=not progress, file=sys.stderr
+    )
+    with bar:
+        while block := read(CHUNK):
+            received += len(block)
+            if limits.cap is not None and received > limits.cap:
+                raise _Permanent(f"the server sent more than the {limits.cap:,} bytes this file can have")
+            out.write(block)
+            digest.update(block)
+            bar.update(len(block))
+            now = time.monotonic()
+            if now > limits.deadline:
+                raise _TooLong()
+            window_bytes += len(block)
+            if now - window_start >= STALL_WINDOW:
+                if window_bytes < MIN_RATE * STALL_WINDOW:
+                    raise _Stalled(
+                        f"the transfer stalled: {window_bytes:,} bytes in {now - window_start:.0f} s, "
+                        f"under {MIN_RATE / 1024:g} KiB/s"
+                    )
+                window_start, window_bytes = now, 0
     if expected is not None and received < expected:
         raise ConnectionError(f"the connection closed after {received:,} of {expected:,} bytes")
     return received, digest.hexdigest()
+
+
+def _attempt(
+    opener: urllib.request.OpenerDirector,
+    url: str,
+    dest: Path,
+    limits: _Limits,
+    settings: _Settings,
+    sha256: str | None,
+    verify: Callable[[Path], None] | None,
+    progress: bool,
+) -> None:
+    """Fetch ``url`` once into a temporary file, and rename it onto ``dest`` once every check passes."""
+    part = None
+    try:
+        part, out = _open_part(dest)
+        with out, _open(opener, url, settings.connect_timeout) as response:
+            received, found = _copy(response, out, limits, url.rsplit("/", 1)[-1], progress)
+        if limits.size is not None and received != limits.size:
+            raise _Permanent(f"expected {limits.size:,} bytes, received {received:,}")
+        if sha256 is not None and found != sha256:
+            raise _Permanent(f"the bytes are not the expected file (SHA-256 {found}, expected {sha256})")
+        if verify is not None:
+            verify(part)
+        os.replace(part, dest)
+    finally:
+        if part is not None:
+            part.unlink(missing_ok=True)
+
+
+def _make_folder(url: str, dest: Path) -> None:
+    """Create the folder of ``dest`` and sweep the temporary files that killed downloads left in it."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DownloadError(url, f"cannot create the folder {dest.parent} ({err.strerror or err})") from None
+    _remove_stale_parts(dest)
 
 
 def download_file(
@@ -299,45 +369,27 @@ def download_file(
     Raises :class:`DownloadError` naming the URL and the cause.
     """
     dest = Path(dest)
-    connect_timeout = CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
-    read_timeout = READ_TIMEOUT if read_timeout is None else read_timeout
-    retries = RETRIES if retries is None else retries
-    backoff = BACKOFF if backoff is None else backoff
-    if retries < 0:
-        raise ValueError(f"retries must be 0 or more, got {retries}")
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DownloadError(url, f"cannot create the folder {dest.parent} ({err.strerror or err})") from None
-    _remove_stale_parts(dest)
-    allowed = DEADLINE_BASE + (size or max_size or 0) / MIN_RATE
-    deadline = time.monotonic() + allowed
-    opener = urllib.request.build_opener(_HTTPHandler(read_timeout), _HTTPSHandler(read_timeout))
-    attempts = retries + 1
+    settings = _Settings.resolve(connect_timeout, read_timeout, retries, backoff)
+    _make_folder(url, dest)
+    limits = _Limits.starting_now(size, max_size)
+    opener = urllib.request.build_opener(_HTTPHandler(settings.read_timeout), _HTTPSHandler(settings.read_timeout))
+    attempts = settings.retries + 1
     attempt = 0
     while True:
         attempt += 1
-        part = None
         try:
-            part, out = _open_part(dest)
-            with out:
-                received, found = _stream(opener, url, out, size, max_size, deadline, connect_timeout, progress)
-            if size is not None and received != size:
-                raise _Permanent(f"expected {size:,} bytes, received {received:,}")
-            if sha256 is not None and found != sha256:
-                raise _Permanent(f"the bytes are not the expected file (SHA-256 {found}, expected {sha256})")
-            if verify is not None:
-                verify(part)
-            os.replace(part, dest)
+            _attempt(opener, url, dest, limits, settings, sha256, verify, progress)
             return dest
         except _Permanent as err:
             raise DownloadError(url, str(err)) from None
         except _TooLong:
-            raise DownloadError(url, f"the download took longer than {allowed:g} s (attempt {attempt})") from None
+            raise DownloadError(
+                url, f"the download took longer than {limits.allowed:g} s (attempt {attempt})"
+            ) from None
         except _TRANSIENT as err:
-            reason = _describe(err, connect_timeout, read_timeout)
-            pause = backoff * 2 ** (attempt - 1)
-            if attempt == attempts or time.monotonic() + pause > deadline:
+            reason = _describe(err, settings.connect_timeout, settings.read_timeout)
+            pause = settings.backoff * 2 ** (attempt - 1)
+            if attempt == attempts or time.monotonic() + pause > limits.deadline:
                 tries = f"{attempt} attempts" if attempt > 1 else "1 attempt"
                 raise DownloadError(url, f"{reason} (gave up after {tries})") from None
             if progress:
@@ -345,6 +397,3 @@ def download_file(
             time.sleep(pause)
         except OSError as err:
             raise DownloadError(url, f"cannot write into {dest.parent} ({err.strerror or err})") from None
-        finally:
-            if part is not None:
-                part.unlink(missing_ok=True)

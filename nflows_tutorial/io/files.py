@@ -1,14 +1,15 @@
-"""Writing a file so that a reader finds either the old file or the whole new one, never a part."""
+"""Files a reader can trust: written whole or not at all, and damaged ones set aside rather than overwritten."""
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_write", "PARTIAL_SUFFIX"]
+__all__ = ["atomic_write", "quarantine", "PARTIAL_SUFFIX"]
 
 #: Ending of the temporary files :func:`atomic_write` creates beside their target.
 PARTIAL_SUFFIX = ".part"
@@ -37,3 +38,30 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def quarantine(path: Path) -> Path:
+    """Rename a damaged ``path`` to ``<file>.unverified`` (``.unverified.1``, ... if taken) and return the new name.
+
+    An earlier moved-aside file is never replaced. Raises ``OSError`` where the folder is read-only.
+    """
+    n = 0
+    while True:
+        aside = path.with_name(path.name + ".unverified" + (f".{n}" if n else ""))
+        try:
+            os.link(path, aside)  # fails if ``aside`` exists, so nothing is overwritten
+        except FileExistsError:
+            n += 1
+            continue
+        except FileNotFoundError:  # a concurrent process moved it first
+            return aside
+        except OSError as err:
+            if err.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK):
+                raise
+            if aside.exists():  # no hard links on this file system: check, then rename
+                n += 1
+                continue
+            os.rename(path, aside)
+            return aside
+        path.unlink(missing_ok=True)
+        return aside

@@ -137,7 +137,7 @@ def _read_mnist(root: Path, train: bool, download: bool) -> tuple[torch.Tensor, 
     missing = [f for f in names if not (raw / f).is_file()]
     if missing and not download:
         raise DataUnavailableError(
-            f"MNIST is not in {raw.resolve()} (missing: {', '.join(missing)}) and {download}; "
+            f"MNIST is not in {raw.resolve()} (missing: {', '.join(missing)}) and {{download}}; "
             "place these files (or their .gz) there, or point PATH_DATASETS at a folder that holds MNIST/raw",
             download=False,
         )

@@ -1,13 +1,10 @@
-"""Pretrained checkpoints: downloaded once over a real loopback server, verified, loaded safely, explained offline."""
+"""Published checkpoints: the registry, the cache verified on every call, weights-only loads, clear errors offline."""
 
 from __future__ import annotations
 
 import builtins
 import os
 import pickle
-import subprocess
-import sys
-import time
 import traceback
 from pathlib import Path
 
@@ -31,37 +28,12 @@ from nflows_tutorial.io.checkpoints import (
 )
 
 from support.helpers import permission_denied
-from support.http_fixtures import LoopbackServer
+
+pytestmark = pytest.mark.usefixtures("short_timeouts")
 
 SIMPLE = REGISTRY["simple"].filename
 VARDEQ = REGISTRY["vardeq"].filename
 MULTISCALE = REGISTRY["multiscale"].filename
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def fast_network(monkeypatch):
-    """Short timeouts and no back-off pauses, so every failure below is met within seconds;
-    loopback requests bypass any proxy the machine is configured with."""
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setattr(download, "CONNECT_TIMEOUT", 5.0)
-    monkeypatch.setattr(download, "READ_TIMEOUT", 5.0)  # the stall tests lower it; a busy CI box needs slack
-    monkeypatch.setattr(download, "RETRIES", 1)
-    monkeypatch.setattr(download, "BACKOFF", 0.0)
-
-
-@pytest.fixture
-def cache() -> Path:
-    """The checkpoint cache the autouse conftest fixture set up for this test."""
-    return Path(os.environ["PATH_CHECKPOINT"])
-
-
-@pytest.fixture
-def server(monkeypatch):
-    """A loopback server that the package uses as its checkpoint mirror."""
-    with LoopbackServer() as srv:
-        monkeypatch.setenv(URL_VARIABLE, srv.url)
-        yield srv
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +59,7 @@ def malicious_checkpoint(path: Path, marker: Path) -> Path:
     return path
 
 
-def files_in(folder: Path) -> list[str]:
-    """Every entry of the cache folder, hidden temporary files included."""
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
-
-
-# --- registry and URLs ---------------------------------------------------------------------------
+# --- registry and URLs -----------------------------------------------------------------------
 
 
 def test_registry_covers_every_model_and_matches_the_published_files(published_dir, monkeypatch):
@@ -117,10 +84,12 @@ def test_mirror_variable_sets_the_base_url(monkeypatch):
         checkpoint_url("flowy")
 
 
-# --- the first run and the ones after ------------------------------------------------------------
+# --- the first run and the ones after --------------------------------------------------------
 
 
-def test_first_call_downloads_and_verifies_then_later_calls_stay_offline(server, cache, published_dir, capsys):
+def test_first_call_downloads_and_verifies_then_later_calls_stay_offline(
+    server, cache, published_dir, capsys, files_in
+):
     server.add(SIMPLE, published_dir / SIMPLE)
     model, result = load_pretrained("simple", device="cpu")
 
@@ -141,7 +110,7 @@ def test_first_call_downloads_and_verifies_then_later_calls_stay_offline(server,
     assert capsys.readouterr().err == ""
 
 
-def test_a_file_url_mirror_serves_a_local_folder(monkeypatch, tmp_path, cache, published_dir):
+def test_a_file_url_mirror_serves_a_local_folder(monkeypatch, tmp_path, cache, published_dir, files_in):
     monkeypatch.setenv(URL_VARIABLE, published_dir.as_uri() + "/")
     assert fetch_checkpoint("vardeq", progress=False) == cache / VARDEQ
     assert download.sha256_of(cache / VARDEQ) == REGISTRY["vardeq"].sha256
@@ -150,26 +119,10 @@ def test_a_file_url_mirror_serves_a_local_folder(monkeypatch, tmp_path, cache, p
     assert files_in(cache) == [VARDEQ]
 
 
-def test_a_folder_that_cannot_be_created_is_named(server, tmp_path):
-    blocker = tmp_path / "not-a-folder"
-    blocker.write_text("a file where the cache folder should go")
-    with pytest.raises(CheckpointError, match=f"cannot create the folder {blocker / 'tutorial11'}"):
-        fetch_checkpoint("simple", checkpoint_dir=blocker / "tutorial11", progress=False)
-    assert server.requests == []
+# --- a checkpoint that cannot be had ---------------------------------------------------------
 
 
-def test_a_missing_file_on_a_file_url_mirror_is_not_retried(monkeypatch, tmp_path, cache):
-    monkeypatch.setenv(URL_VARIABLE, tmp_path.as_uri())
-    with pytest.raises(CheckpointError, match="no such file") as err:
-        fetch_checkpoint("vardeq", progress=False)
-    assert "gave up" not in str(err.value)
-    assert files_in(cache) == []
-
-
-# --- a server that fails -------------------------------------------------------------------------
-
-
-def test_404_is_reported_with_the_url_and_both_ways_out(server, cache):
+def test_404_is_reported_with_the_url_and_both_ways_out(server, cache, files_in):
     with pytest.raises(CheckpointError) as err:
         load_pretrained("vardeq", progress=False)
     message = str(err.value)
@@ -181,52 +134,7 @@ def test_404_is_reported_with_the_url_and_both_ways_out(server, cache):
     assert files_in(cache) == []
 
 
-def test_a_connection_closed_mid_body_is_retried_then_reported(server, cache, published_dir):
-    server.add(SIMPLE, published_dir / SIMPLE, fault="close")
-    closed = r"closed after 1,160,896 of 2,321,793 bytes \(gave up after 2 attempts\)"
-    with pytest.raises(CheckpointError, match=closed):
-        fetch_checkpoint("simple", progress=False)
-    assert server.requests == [SIMPLE, SIMPLE]
-    assert files_in(cache) == []
-
-
-def test_a_half_broken_connection_recovers_on_retry(server, cache, published_dir, capsys):
-    server.add(SIMPLE, published_dir / SIMPLE, fault="close", times=1)
-    server.add(VARDEQ, published_dir / VARDEQ, fault="503", times=1)
-    download_checkpoints(["simple", "vardeq"])
-    assert server.requests == [SIMPLE, SIMPLE, VARDEQ, VARDEQ]
-    assert files_in(cache) == [SIMPLE, VARDEQ]
-    shown = capsys.readouterr().err
-    assert "Attempt 1 of 2 failed: the connection closed after 1,160,896 of 2,321,793 bytes; retrying" in shown
-    assert "Attempt 1 of 2 failed: the server answered HTTP 503" in shown
-
-
-def test_wrong_bytes_fail_the_hash_and_are_not_kept(server, cache, published_dir):
-    server.add(SIMPLE, (published_dir / VARDEQ).read_bytes()[: REGISTRY["simple"].size])
-    with pytest.raises(CheckpointError, match=f"not the expected file.*expected {REGISTRY['simple'].sha256}"):
-        fetch_checkpoint("simple", progress=False)
-    assert server.requests == [SIMPLE]  # the same server would send the same wrong bytes
-    assert files_in(cache) == []
-
-
-def test_a_file_of_the_wrong_size_is_refused_before_it_is_read(server, cache, published_dir):
-    server.add(SIMPLE, published_dir / VARDEQ)
-    with pytest.raises(CheckpointError, match="offers 2,660,225 bytes, the expected file has 2,321,793"):
-        fetch_checkpoint("simple", progress=False)
-    assert files_in(cache) == []
-
-
-@pytest.mark.parametrize("fault", ["stall", "mute"])  # silent mid-body, or silent before any answer
-def test_a_server_that_stalls_past_the_read_timeout(server, cache, published_dir, monkeypatch, fault):
-    monkeypatch.setattr(download, "READ_TIMEOUT", 0.3)
-    server.add(SIMPLE, published_dir / SIMPLE, fault=fault)
-    with pytest.raises(CheckpointError, match=r"sent nothing for 0.3 s \(read timeout\) \(gave up after 2 attempts\)"):
-        fetch_checkpoint("simple", progress=False)
-    assert server.requests == [SIMPLE, SIMPLE]
-    assert files_in(cache) == []
-
-
-def test_offline_error_names_url_folder_and_ways_out_and_nothing_else(cache):
+def test_offline_error_names_url_folder_and_ways_out_and_nothing_else(cache, files_in):
     # conftest points the mirror variable at a closed loopback port: the connection is refused.
     with pytest.raises(CheckpointError) as err:
         load_pretrained("simple")
@@ -247,10 +155,10 @@ def test_download_false_never_touches_the_network(server, cache):
     assert server.requests == []
 
 
-# --- the cache -----------------------------------------------------------------------------------
+# --- the cache -------------------------------------------------------------------------------
 
 
-def test_a_corrupted_cached_file_is_moved_aside_and_replaced(server, cache, published_dir):
+def test_a_corrupted_cached_file_is_moved_aside_and_replaced(server, cache, published_dir, files_in):
     (cache / SIMPLE).write_bytes((published_dir / SIMPLE).read_bytes()[:1000])
     server.add(SIMPLE, published_dir / SIMPLE)
     with pytest.warns(RuntimeWarning, match="failed verification.*found 1,000 bytes.*moved it to"):
@@ -260,7 +168,7 @@ def test_a_corrupted_cached_file_is_moved_aside_and_replaced(server, cache, publ
     assert download.sha256_of(cache / SIMPLE) == REGISTRY["simple"].sha256
 
 
-def test_a_corrupted_cache_that_cannot_be_refetched_explains_everything(server, cache, published_dir):
+def test_a_corrupted_cache_that_cannot_be_refetched_explains_everything(server, cache, published_dir, files_in):
     (cache / SIMPLE).write_bytes(b"<html>captive portal</html>")
     with pytest.warns(RuntimeWarning), pytest.raises(CheckpointError) as err:
         fetch_checkpoint("simple", progress=False)
@@ -272,7 +180,7 @@ def test_a_corrupted_cache_that_cannot_be_refetched_explains_everything(server, 
     assert files_in(cache) == [SIMPLE + ".unverified"]
 
 
-def test_a_corrupted_cache_with_download_false_says_what_differs(cache):
+def test_a_corrupted_cache_with_download_false_says_what_differs(cache, files_in):
     (cache / VARDEQ).write_bytes(b"x" * 10)
     differs = "failed verification: expected 2,660,225 bytes.*found 10 bytes.*not a checkpoint of this model"
     with pytest.raises(CheckpointError, match=differs):
@@ -288,7 +196,9 @@ def own_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("download_allowed", [False, True])
-def test_a_checkpoint_you_trained_is_used_as_it_is_and_never_moved(server, cache, published_dir, download_allowed):
+def test_a_checkpoint_you_trained_is_used_as_it_is_and_never_moved(
+    server, cache, published_dir, download_allowed, files_in
+):
     own = own_checkpoint(cache / SIMPLE)
     before = (cache / SIMPLE).read_bytes()
     server.add(SIMPLE, published_dir / SIMPLE)
@@ -302,7 +212,7 @@ def test_a_checkpoint_you_trained_is_used_as_it_is_and_never_moved(server, cache
     assert (cache / SIMPLE).read_bytes() == before
 
 
-def test_damaged_files_are_moved_aside_without_overwriting_an_earlier_one(server, cache, published_dir):
+def test_damaged_files_are_moved_aside_without_overwriting_an_earlier_one(server, cache, published_dir, files_in):
     server.add(SIMPLE, published_dir / SIMPLE)
     damaged = [b"first damaged copy", b"second damaged copy", b"third damaged copy"]
     for junk in damaged:
@@ -315,7 +225,7 @@ def test_damaged_files_are_moved_aside_without_overwriting_an_earlier_one(server
     assert [(cache / name).read_bytes() for name in asides] == damaged
 
 
-def test_a_damaged_file_in_a_read_only_cache_is_one_clear_error(server, cache, monkeypatch):
+def test_a_damaged_file_in_a_read_only_cache_is_one_clear_error(server, cache, monkeypatch, files_in):
     (cache / SIMPLE).write_bytes(b"not a checkpoint")
 
     monkeypatch.setattr(os, "link", permission_denied)
@@ -329,50 +239,10 @@ def test_a_damaged_file_in_a_read_only_cache_is_one_clear_error(server, cache, m
     assert files_in(cache) == [SIMPLE] and server.requests == []
 
 
-def test_temporary_files_of_ended_processes_are_swept_but_live_ones_kept(server, cache, published_dir):
-    ended = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
-    )
-    host = download._HOST
-    gone = cache / f".{SIMPLE}.{host}-{ended.stdout.strip()}-0a1b2c3d.part"  # killed a moment ago
-    alive = cache / f".{SIMPLE}.{host}-{os.getppid()}-0a1b2c3d.part"  # a running process
-    elsewhere = cache / f".{SIMPLE}.otherhost-999-0a1b2c3d.part"  # another machine sharing the folder
-    old_elsewhere = cache / f".{SIMPLE}.otherhost-998-0a1b2c3d.part"
-    for part in (gone, alive, elsewhere, old_elsewhere):
-        part.write_bytes(b"half a download")
-    old = time.time() - 2 * download.STALE_PART_AGE
-    os.utime(old_elsewhere, (old, old))
-    server.add(SIMPLE, published_dir / SIMPLE)
-    fetch_checkpoint("simple", progress=False)
-    assert files_in(cache) == sorted([SIMPLE, alive.name, elsewhere.name])
+# --- safety: weights only --------------------------------------------------------------------
 
 
-def test_download_errors_name_the_url_and_survive_pickling(server, tmp_path):
-    url = server.url + "nothing-here"
-    with pytest.raises(download.DownloadError) as err:
-        download.download_file(url, tmp_path / "x", progress=False)
-    assert (err.value.url, err.value.reason) == (url, "the server answered HTTP 404 Not Found")
-    assert str(pickle.loads(pickle.dumps(err.value))) == f"downloading {url} failed: {err.value.reason}"
-    with pytest.raises(ValueError, match="retries must be 0 or more"):
-        download.download_file(server.url + "x", tmp_path / "x", retries=-1)
-
-
-def test_an_interrupted_download_leaves_nothing_behind(server, tmp_path, published_dir):
-    server.add(SIMPLE, published_dir / SIMPLE)
-
-    def interrupt(part: Path) -> None:  # as if the student stopped the kernel just before the rename
-        assert part.is_file()
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        download.download_file(server.url + SIMPLE, tmp_path / "cache" / SIMPLE, verify=interrupt, progress=False)
-    assert files_in(tmp_path / "cache") == []
-
-
-# --- safety: weights only ------------------------------------------------------------------------
-
-
-def test_a_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path, cache, server):
+def test_a_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path, cache, server, files_in):
     marker = tmp_path / "code-ran"
     evil = malicious_checkpoint(tmp_path / "evil.ckpt", marker)
 
@@ -409,10 +279,10 @@ def test_a_plain_pickle_is_refused_too(tmp_path):
     assert not marker.exists()
 
 
-# --- the multi-scale checkpoint: verified by structure -------------------------------------------
+# --- the multi-scale checkpoint: verified by structure ---------------------------------------
 
 
-def test_multiscale_without_a_hash_is_verified_by_structure(server, cache, multiscale_ckpt):
+def test_multiscale_without_a_hash_is_verified_by_structure(server, cache, multiscale_ckpt, files_in):
     server.add(MULTISCALE, multiscale_ckpt)
     model, result = load_pretrained("multiscale", device="cpu", progress=False)
     assert result == {"test_bpd": 1.5}
@@ -421,17 +291,17 @@ def test_multiscale_without_a_hash_is_verified_by_structure(server, cache, multi
     assert files_in(cache) == [MULTISCALE]
 
 
-def test_a_checkpoint_of_another_model_is_rejected_and_not_kept(server, cache, published_dir):
+def test_a_checkpoint_of_another_model_is_rejected_and_not_kept(server, cache, published_dir, files_in):
     server.add(MULTISCALE, published_dir / SIMPLE)
     with pytest.raises(CheckpointError, match="does not fit the 'multiscale' model"):
         load_pretrained("multiscale", progress=False)
     assert files_in(cache) == []
 
 
-# --- filling the cache (the `download` command) ---------------------------------------------------
+# --- filling the cache (the `download` command) ----------------------------------------------
 
 
-def test_download_checkpoints_fills_the_cache_with_every_model(server, cache, published_dir, multiscale_ckpt):
+def test_download_checkpoints_fills_the_cache_with_every_model(server, cache, published_dir, multiscale_ckpt, files_in):
     for name in (SIMPLE, VARDEQ):
         server.add(name, published_dir / name)
     server.add(MULTISCALE, multiscale_ckpt)
@@ -448,7 +318,7 @@ def test_download_checkpoints_rejects_typos_before_downloading(server):
     assert server.requests == []
 
 
-def test_download_checkpoints_tries_every_name_and_lists_the_failures(server, cache, published_dir):
+def test_download_checkpoints_tries_every_name_and_lists_the_failures(server, cache, published_dir, files_in):
     server.add(VARDEQ, published_dir / VARDEQ)
     with pytest.raises(IncompleteDownloadError) as err:
         download_checkpoints(["multiscale", "vardeq"], progress=False)
@@ -461,30 +331,7 @@ def test_download_checkpoints_tries_every_name_and_lists_the_failures(server, ca
     assert files_in(cache) == [VARDEQ]
 
 
-# --- two processes at once ------------------------------------------------------------------------
-
-
-def test_two_processes_downloading_at_once_end_with_one_good_file(server, cache, published_dir):
-    server.add(VARDEQ, published_dir / VARDEQ)
-    server.gate(2, timeout=120)  # neither answer starts before both requests have arrived
-    script = "from nflows_tutorial.pretrained import fetch_checkpoint as f; print(f('vardeq', progress=False))"
-    env = {**os.environ, URL_VARIABLE: server.url, "PATH_CHECKPOINT": str(cache)}
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for _ in range(2)
-    ]
-    outputs = [worker.communicate(timeout=300) for worker in workers]
-    for worker, (out, err) in zip(workers, outputs):
-        assert worker.returncode == 0, err
-        assert out.strip() == str(cache / VARDEQ)
-    assert server.max_in_flight == 2
-    assert files_in(cache) == [VARDEQ]
-    assert download.sha256_of(cache / VARDEQ) == REGISTRY["vardeq"].sha256
-
-
-# --- files and servers that are not what they claim ------------------------------------------------
+# --- files and servers that are not what they claim ------------------------------------------
 
 
 class _RunsShellOnLoad:
@@ -516,7 +363,7 @@ def test_a_text_file_is_not_a_checkpoint(tmp_path):
         read_checkpoint(path)
 
 
-def test_a_mirror_serving_junk_is_one_line_that_names_no_temporary_file(server, cache):
+def test_a_mirror_serving_junk_is_one_line_that_names_no_temporary_file(server, cache, files_in):
     server.add(MULTISCALE, b"<html><body>Sign in to the campus network</body></html>")
     with pytest.raises(CheckpointError) as err:
         load_pretrained("multiscale", progress=False)
@@ -526,36 +373,4 @@ def test_a_mirror_serving_junk_is_one_line_that_names_no_temporary_file(server, 
         "the downloaded file is not a PyTorch checkpoint (another kind of file, or damaged)"
     )
     assert ".part" not in str(err.value)
-    assert files_in(cache) == []
-
-
-def test_a_trickling_mirror_counts_as_stalled(server, cache, published_dir, monkeypatch):
-    monkeypatch.setattr(download, "STALL_WINDOW", 0.5)  # 10 bytes a second is far under 1 KiB/s
-    server.add(SIMPLE, published_dir / SIMPLE, fault="trickle")
-    started = time.monotonic()
-    with pytest.raises(
-        CheckpointError, match=r"the transfer stalled: \d bytes in 1 s, under 1 KiB/s \(gave up after 2"
-    ):
-        fetch_checkpoint("simple", progress=False)
-    assert time.monotonic() - started < 10
-    assert files_in(cache) == []
-
-
-def test_every_download_has_an_overall_deadline(server, tmp_path, monkeypatch):
-    monkeypatch.setattr(download, "DEADLINE_BASE", 1.0)
-    monkeypatch.setattr(download, "STALL_WINDOW", 600.0)  # only the deadline can stop this one
-    server.add("slow.bin", b"x" * 1000, fault="trickle")
-    started = time.monotonic()
-    with pytest.raises(download.DownloadError, match=r"the download took longer than 1 s \(attempt 1\)"):
-        download.download_file(server.url + "slow.bin", tmp_path / "slow.bin", progress=False)
-    assert time.monotonic() - started < 5
-    assert files_in(tmp_path) == []
-
-
-def test_a_body_without_length_stops_at_the_size_cap(server, cache):
-    server.add(MULTISCALE, b"\0" * 2**20, fault="endless")
-    cap = REGISTRY["multiscale"].max_size
-    with pytest.raises(CheckpointError, match=f"the server sent more than the {cap:,} bytes this file can have"):
-        load_pretrained("multiscale", progress=False)
-    assert server.requests == [MULTISCALE]
     assert files_in(cache) == []
