@@ -13,7 +13,7 @@ import ctypes
 import os
 import sys
 
-__all__ = ["tune_for_tensors", "tuned"]
+__all__ = ["tune_for_tensors"]
 
 _M_TRIM_THRESHOLD = -1  # mallopt parameter numbers from glibc's <malloc.h>
 _M_MMAP_THRESHOLD = -3
@@ -41,7 +41,3 @@ def tune_for_tensors() -> bool:
                 )
     return _state
 
-
-def tuned() -> bool:
-    """Whether :func:`tune_for_tensors` has put the settings in force in this process."""
-    return bool(_state)

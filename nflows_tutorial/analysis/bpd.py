@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence, Sized
+from collections.abc import Iterable, Sized
 
 import torch
 
-from ..flows.model import ImageFlow, bits_per_dim
+from ..flows.model import ImageFlow, bits_per_dim, images_of
 from ..runtime import seeded
 
 __all__ = ["IMAGES_PER_PASS", "log_likelihood_in_passes", "evaluate_bpd"]
-
-
-def _images(batch: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-    return batch if isinstance(batch, torch.Tensor) else batch[0]
 
 
 #: Most images pushed through the flow at once when importance samples are stacked on a batch: past
@@ -61,8 +57,6 @@ def evaluate_bpd(
     Runs under ``torch.inference_mode`` on the model's device, in eval mode; ``progress`` shows a
     bar labelled ``desc``.
     """
-    if importance_samples < 1:
-        raise ValueError(f"importance_samples must be at least 1, got {importance_samples}")
     device = model.device
     was_training = model.training
     total, count = 0.0, 0
@@ -75,7 +69,7 @@ def evaluate_bpd(
     try:
         with seeded(seed, device), torch.inference_mode():
             for batch in batches:
-                imgs = _images(batch).to(device)
+                imgs = images_of(batch).to(device)
                 bpd = bits_per_dim(log_likelihood_in_passes(model, imgs, importance_samples), model.dims)
                 total += float(bpd.double().sum())
                 count += imgs.shape[0]

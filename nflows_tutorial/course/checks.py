@@ -1,17 +1,18 @@
-"""Checking a student's layer against the course's layer contract, in plain words."""
+"""Checking the course's maths and a student's layers: autograd log-determinants, values side by side, the layer contract."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 __all__ = [
     "autograd_log_det",
-    "compare",
+    "randomized",
     "PROPERTIES",
     "Verdict",
     "LayerReport",
@@ -44,32 +45,6 @@ def autograd_log_det(fn: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor
         raise ValueError(f"fn maps {z.numel()} values to {out_size}; a Jacobian determinant needs a square map")
     jac = torch.autograd.functional.jacobian(lambda flat: fn(flat.view_as(z)).flatten(), z.flatten())
     return torch.linalg.slogdet(jac).logabsdet
-
-
-def compare(
-    label: str, ours: torch.Tensor | float, reference: torch.Tensor | float, atol: float = 1e-8, digits: int = 6
-) -> float:
-    """Print ``ours`` and ``reference`` (numbers, or tensors of a few values) and the largest difference between them.
-
-    The difference is printed to eight decimals, so it reads the same on any machine when the two
-    agree to well within ``atol`` (float64 checks agree to about 1e-10); an ``AssertionError`` names the label when they do not agree to
-    ``atol``. Returns the largest absolute difference.
-    """
-    a = torch.as_tensor(ours, dtype=torch.float64).detach().cpu().flatten()
-    b = torch.as_tensor(reference, dtype=torch.float64).detach().cpu().flatten()
-    if a.shape != b.shape:
-        raise ValueError(f"{label}: cannot compare {a.numel()} values with {b.numel()}")
-
-    def show(values: torch.Tensor) -> str:
-        # round(...) + 0.0 turns a rounded -0.0 into 0.0, which would otherwise print differently by machine.
-        text = [f"{round(v, digits) + 0.0:.{digits}f}" for v in values.tolist()]
-        return text[0] if len(text) == 1 else "[" + ", ".join(text) + "]"
-
-    difference = float((a - b).abs().max()) if a.numel() else 0.0
-    print(f"{label}: {show(a)} vs {show(b)}, difference {difference:.8f}")
-    if not difference <= atol:
-        raise AssertionError(f"{label}: the two differ by {difference:.3g}, more than the tolerance {atol:g}")
-    return difference
 
 
 @dataclass(frozen=True)
@@ -328,26 +303,66 @@ def check_layer(
     return finish()
 
 
-def check_values(label: str, yours: torch.Tensor | float, expected: torch.Tensor | float, tol: float = 1e-6) -> None:
+Module = TypeVar("Module", bound=nn.Module)
+
+
+def randomized(module: Module, scale: float = 0.2, seed: int = 1) -> Module:
+    """Add Gaussian noise of standard deviation ``scale`` to every parameter of ``module`` (in place) and return it.
+
+    A fresh coupling's conditioner ends in a zero convolution, so the layer starts as the identity and
+    a check on it would prove little; after this no parameter is zero. ``seed`` makes the noise repeatable
+    without touching the global random state.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device) * scale)
+    return module
+
+
+#: Differences below this print as such: float64 round-off (about 1e-13 here) differs from machine to machine.
+NEGLIGIBLE = 1e-10
+
+
+def _shown(t: torch.Tensor, digits: int) -> str:
+    """Up to eight values, floats rounded to ``digits`` decimals; a larger tensor by its shape."""
+    if t.numel() > 8:
+        return f"tensor of shape {list(t.shape)}"
+    if t.is_floating_point():
+        # round(...) + 0.0 turns a rounded -0.0 into 0.0, which would otherwise print differently by machine.
+        text = [f"{round(v, digits) + 0.0:.{digits}f}" for v in t.flatten().tolist()]
+    else:
+        text = [str(int(v)) for v in t.flatten().tolist()]
+    return text[0] if t.dim() == 0 else "[" + ", ".join(text) + "]"
+
+
+def check_values(
+    label: str, yours: torch.Tensor | float, expected: torch.Tensor | float, tol: float = 1e-6, digits: int = 6
+) -> None:
     """Print ``yours`` next to ``expected`` and raise ``AssertionError`` unless they agree in shape and value.
 
-    Values agree when ``|yours - expected| <= tol * (1 + |expected|)`` everywhere (integers compare as floats).
-    This is the check of the exercises whose answer is a number or a tensor rather than a layer.
+    Values agree when ``|yours - expected| <= tol * (1 + |expected|)`` everywhere (integers compare as floats);
+    ``tol=0`` asks for equality. Floats print rounded to ``digits`` decimals and a difference under
+    :data:`NEGLIGIBLE` as such, so a check reads the same on every machine. This is the check of the notebooks'
+    derivations and of the exercises whose answer is a number or a tensor rather than a layer.
+
+    Example:
+        >>> check_values("log 2", torch.tensor(2.0).log(), 0.693147, tol=1e-6)
+        [ok  ] log 2: yours 0.693147 | expected 0.693147 | max difference below 1e-10
     """
     got, want = torch.as_tensor(yours).detach().cpu(), torch.as_tensor(expected).detach().cpu()
-
-    def show(t: torch.Tensor) -> str:
-        text = str(t.tolist()) if t.numel() <= 8 else f"tensor of shape {list(t.shape)}"
-        return text if len(text) <= 70 else text[:67] + "..."
-
+    if got.numel() == want.numel() == 1:
+        got, want = got.reshape(()), want.reshape(())
     if got.shape != want.shape:
         print(f"[FAIL] {label}: yours has shape {list(got.shape)}, expected {list(want.shape)}")
         raise AssertionError(f"{label}: shape {list(got.shape)}, expected {list(want.shape)}")
     diff = (got.double() - want.double()).abs()
     worst = diff.max().item() if diff.numel() else 0.0
     ok = bool((diff <= tol * (1 + want.double().abs())).all())
+    difference = "0" if worst == 0 else "below 1e-10" if worst < NEGLIGIBLE else f"{worst:.2e}"
     print(
-        f"[{'ok  ' if ok else 'FAIL'}] {label}: yours {show(got)} | expected {show(want)} | max difference {worst:.2e}"
+        f"[{'ok  ' if ok else 'FAIL'}] {label}: yours {_shown(got, digits)} | expected {_shown(want, digits)} "
+        f"| max difference {difference}"
     )
     if not ok:
         raise AssertionError(f"{label}: yours differs from the expected value by up to {worst:.3g}")

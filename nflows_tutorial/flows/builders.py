@@ -12,12 +12,21 @@ from .masks import create_channel_mask, create_checkerboard_mask
 from .model import ImageFlow
 from .multiscale import SplitFlow, SqueezeFlow
 
-__all__ = ["create_simple_flow", "create_multiscale_flow", "create_model", "check_model_name", "MODEL_NAMES"]
+__all__ = [
+    "checkerboard_couplings",
+    "channel_couplings",
+    "variational_dequantization",
+    "create_simple_flow",
+    "create_multiscale_flow",
+    "create_model",
+    "check_model_name",
+    "MODEL_NAMES",
+]
 
 IMAGE_SHAPE = (1, 28, 28)
 
 
-def _checkerboard_couplings(n: int, hidden: int, cond_channels: int = 0) -> list[CouplingLayer]:
+def checkerboard_couplings(n: int, hidden: int, cond_channels: int = 0) -> list[CouplingLayer]:
     """``n`` single-channel 28x28 couplings with alternating checkerboard masks."""
     _, h, w = IMAGE_SHAPE
     return [
@@ -30,7 +39,7 @@ def _checkerboard_couplings(n: int, hidden: int, cond_channels: int = 0) -> list
     ]
 
 
-def _channel_couplings(n: int, channels: int, hidden: int) -> list[CouplingLayer]:
+def channel_couplings(n: int, channels: int, hidden: int) -> list[CouplingLayer]:
     """``n`` couplings on ``channels`` channels with alternating channel masks."""
     return [
         CouplingLayer(
@@ -42,27 +51,28 @@ def _channel_couplings(n: int, channels: int, hidden: int) -> list[CouplingLayer
     ]
 
 
-def _variational_dequantization() -> VariationalDequantization:
-    return VariationalDequantization(_checkerboard_couplings(4, hidden=16, cond_channels=1))
+def variational_dequantization() -> VariationalDequantization:
+    """Variational dequantization whose noise flow is 4 checkerboard couplings conditioned on the image (hidden 16)."""
+    return VariationalDequantization(checkerboard_couplings(4, hidden=16, cond_channels=1))
 
 
 def create_simple_flow(use_vardeq: bool = True) -> ImageFlow:
     """Single-scale flow: (variational) dequantization, then 8 checkerboard couplings (hidden 32)."""
-    dequant: FlowLayer = _variational_dequantization() if use_vardeq else Dequantization()
-    return ImageFlow([dequant, *_checkerboard_couplings(8, hidden=32)], image_shape=IMAGE_SHAPE)
+    dequant: FlowLayer = variational_dequantization() if use_vardeq else Dequantization()
+    return ImageFlow([dequant, *checkerboard_couplings(8, hidden=32)], image_shape=IMAGE_SHAPE)
 
 
 def create_multiscale_flow() -> ImageFlow:
     """Multi-scale flow: variational dequantization; 2 couplings at 1x28x28; squeeze; 2 at 4x14x14;
     split; squeeze; 4 at 8x7x7 (hidden 32, 48, 64)."""
     flows: list[FlowLayer] = [
-        _variational_dequantization(),
-        *_checkerboard_couplings(2, hidden=32),
+        variational_dequantization(),
+        *checkerboard_couplings(2, hidden=32),
         SqueezeFlow(),
-        *_channel_couplings(2, channels=4, hidden=48),
+        *channel_couplings(2, channels=4, hidden=48),
         SplitFlow(),
         SqueezeFlow(),
-        *_channel_couplings(4, channels=8, hidden=64),
+        *channel_couplings(4, channels=8, hidden=64),
     ]
     return ImageFlow(flows, image_shape=IMAGE_SHAPE, latent_shape=(8, 7, 7))
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import pytorch_lightning as pl
 import torch
@@ -12,7 +14,7 @@ from torch import nn
 from .layer import FlowLayer
 from .prior import standard_normal_log_prob
 
-__all__ = ["ImageFlow", "bits_per_dim"]
+__all__ = ["ImageFlow", "bits_per_dim", "images_of"]
 
 LOG2_E = math.log2(math.e)
 
@@ -43,6 +45,37 @@ def _check_image_batch(imgs: torch.Tensor, image_shape: tuple[int, ...]) -> None
         )
     if imgs.shape[0] == 0:
         raise ValueError("got a batch of 0 images; pass at least one image")
+
+
+def images_of(batch: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """The images of a loader's batch, which is either the images or ``(images, labels)``."""
+    return batch if isinstance(batch, torch.Tensor) else batch[0]
+
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def _checks_images(method: Method) -> Method:
+    """Check the image batch (and ``importance_samples``) where a call enters the model from outside.
+
+    Calls made from inside a checked call (``log_likelihood`` encoding each draw) are not checked again.
+    """
+
+    @functools.wraps(method)
+    def entry(self: ImageFlow, imgs: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if self._checking:
+            return method(self, imgs, *args, **kwargs)
+        _check_image_batch(imgs, self.image_shape)
+        samples = kwargs.get("importance_samples", args[0] if args else 1)
+        if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+            raise ValueError(f"importance_samples must be a whole number of at least 1, got {samples!r}")
+        self._checking = True
+        try:
+            return method(self, imgs, *args, **kwargs)
+        finally:
+            self._checking = False
+
+    return entry  # type: ignore[return-value]
 
 
 def _sample_shape(shape: int | Sequence[int], latent_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -97,27 +130,30 @@ class ImageFlow(pl.LightningModule):
         self.importance_samples = importance_samples
         self.lr = lr
         self.lr_gamma = lr_gamma
+        self._checking = False
 
     @property
     def dims(self) -> int:
         """Number of values per image (``C * H * W``), the denominator of bits per dimension."""
         return math.prod(self.image_shape)
 
-    def _check_images(self, imgs: torch.Tensor) -> None:
-        _check_image_batch(imgs, self.image_shape)
+    @property
+    def param_dtype(self) -> torch.dtype:
+        """The dtype of the parameters, which latents and log-determinants take (``float64`` after ``.double()``)."""
+        return next(self.parameters(), torch.empty(0)).dtype
 
+    @_checks_images
     def encode(self, imgs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Map integer images to latents; return ``(z, ldj)`` with one log-determinant per image.
 
         For a multi-scale model ``ldj`` already holds the prior log-density of the split-off channels.
         """
-        self._check_images(imgs)
-        dtype = next(self.parameters(), torch.empty(0)).dtype
-        z, ldj = imgs, torch.zeros(imgs.shape[0], device=imgs.device, dtype=dtype)
+        z, ldj = imgs, torch.zeros(imgs.shape[0], device=imgs.device, dtype=self.param_dtype)
         for flow in self.flows:
             z, ldj = flow(z, ldj)
         return z, ldj
 
+    @_checks_images
     def log_likelihood(self, imgs: torch.Tensor, importance_samples: int = 1) -> torch.Tensor:
         """Return the per-image log-likelihood estimate in nats.
 
@@ -125,9 +161,6 @@ class ImageFlow(pl.LightningModule):
         ``log p(x + u_m) = log N(f(x + u_m)) + ldj``; the estimate is their log-mean-exp,
         ``logsumexp_m log p(x + u_m) - log M``: a lower bound on ``log P(x)`` that tightens as ``M`` grows.
         """
-        _check_image_batch(imgs, self.image_shape)
-        if importance_samples < 1:
-            raise ValueError(f"importance_samples must be at least 1, got {importance_samples}")
         draws = []
         for _ in range(importance_samples):
             z, ldj = self.encode(imgs)
@@ -139,7 +172,11 @@ class ImageFlow(pl.LightningModule):
         return bits_per_dim(self.log_likelihood(imgs, importance_samples), self.dims)
 
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
-        """Per-image bits per dimension with one dequantization draw."""
+        """Per-image bits per dimension with one dequantization draw (the training loss).
+
+        Unlike a layer's ``forward``, which maps data to latent (:meth:`encode` does that here), calling
+        the model scores images, as a ``LightningModule`` that is called on a batch usually does.
+        """
         return self.bits_per_dim(imgs)
 
     @torch.inference_mode()
@@ -153,11 +190,10 @@ class ImageFlow(pl.LightningModule):
         """
         shape = _sample_shape(shape, self.latent_shape)
         _check_z_init(z_init, shape)
-        dtype = next(self.parameters(), torch.empty(0)).dtype
         if z_init is None:
-            z = torch.randn(shape, device=self.device, dtype=dtype, generator=generator)
+            z = torch.randn(shape, device=self.device, dtype=self.param_dtype, generator=generator)
         else:
-            z = z_init.to(self.device, dtype)
+            z = z_init.to(self.device, self.param_dtype)
         return self.decode(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -168,18 +204,14 @@ class ImageFlow(pl.LightningModule):
         return z
 
     # Lightning hooks ---------------------------------------------------------------------------------
-    @staticmethod
-    def _images(batch: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-        return batch if isinstance(batch, torch.Tensor) else batch[0]
-
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        imgs = self._images(batch)
+        imgs = images_of(batch)
         loss = self.bits_per_dim(imgs).mean()
         self.log("train_bpd", loss, batch_size=imgs.shape[0], prog_bar=True)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        imgs = self._images(batch)
+        imgs = images_of(batch)
         # Scores are float32 even in a mixed-precision run; sync_dist: under DDP every process sees a shard,
         # and the checkpoint callback must watch the global mean.
         with torch.autocast(imgs.device.type, enabled=False):
@@ -187,7 +219,7 @@ class ImageFlow(pl.LightningModule):
         self.log("val_bpd", bpd, batch_size=imgs.shape[0], prog_bar=True, sync_dist=True)
 
     def test_step(self, batch, batch_idx: int) -> None:
-        imgs = self._images(batch)
+        imgs = images_of(batch)
         with torch.autocast(imgs.device.type, enabled=False):
             bpd = self.bits_per_dim(imgs, self.importance_samples).mean()
         self.log("test_bpd", bpd, batch_size=imgs.shape[0], sync_dist=True)

@@ -19,8 +19,9 @@ import nflows_tutorial
 from nflows_tutorial import ConcatELU, CouplingLayer, GatedBlock, GatedConvNet, accelerate, create_model
 from nflows_tutorial.acceleration import compilation_works, is_accelerated, kernels
 from nflows_tutorial.analysis.speed import activation_bytes
+from nflows_tutorial.course.checks import randomized
 
-from support.helpers import modules_of, randomize
+from support.helpers import modules_of
 
 MODEL_NAMES = ["simple", "vardeq", "multiscale"]
 
@@ -48,7 +49,7 @@ def assert_same(reference, other, tol=1e-4):
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager-kernels", "compiled-kernels"])
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_accelerated_path_gives_the_plain_numbers(name, compiled):
-    model = randomize(create_model(name), scale=0.05)
+    model = randomized(create_model(name), scale=0.05)
     imgs = torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.int32)
     plain = bpd_and_grads(model, imgs)
     with warnings.catch_warnings(record=True) as caught:
@@ -64,7 +65,7 @@ def test_accelerated_path_gives_the_plain_numbers(name, compiled):
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_accelerated_inference_gives_the_plain_numbers(name, compiled):
     # Without gradients the kernels take another route (block boundaries fused into one kernel).
-    model = randomize(create_model(name), scale=0.05)
+    model = randomized(create_model(name), scale=0.05)
     imgs = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.int32)
     z = torch.randn(4, *model.latent_shape)
     scores, images = {}, {}
@@ -84,7 +85,7 @@ def test_accelerated_inference_gives_the_plain_numbers(name, compiled):
 
 def test_hand_written_backward_matches_autograd_in_float64():
     # In float64 the only differences left are rounding: this pins the derivation of every gradient.
-    model = randomize(create_model("vardeq"), scale=0.05).double()
+    model = randomized(create_model("vardeq"), scale=0.05).double()
     imgs = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.int32)
     plain = bpd_and_grads(model, imgs)
     assert_same(plain, bpd_and_grads(accelerate(model, compiled=False), imgs), tol=1e-10)
@@ -106,7 +107,7 @@ def test_accelerated_path_keeps_under_forty_percent_of_the_activations(name):
 
 
 def test_accelerate_can_be_undone_and_leaves_the_weights_alone():
-    model = randomize(create_model("simple"), scale=0.05)
+    model = randomized(create_model("simple"), scale=0.05)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     accelerate(model, compiled=False)
     twin = copy.deepcopy(model)  # an accelerated copy computes with its own weights, not the original's
@@ -135,7 +136,7 @@ def ungated_block(self, x):
 )
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager-kernels", "compiled-kernels"])
 def test_an_edited_module_changes_the_accelerated_model_as_it_changes_the_plain_one(monkeypatch, cls, edited, compiled):
-    plain = randomize(create_model("vardeq"), scale=0.05)
+    plain = randomized(create_model("vardeq"), scale=0.05)
     fast = accelerate(copy.deepcopy(plain), compiled=compiled)
     imgs = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.int32)
     before = bpd_and_grads(plain, imgs)
@@ -164,7 +165,7 @@ def test_an_edited_module_changes_the_accelerated_model_as_it_changes_the_plain_
 
 
 def test_an_edit_on_one_instance_is_honoured_too():
-    model = accelerate(randomize(create_model("simple"), scale=0.05), compiled=False)
+    model = accelerate(randomized(create_model("simple"), scale=0.05), compiled=False)
     imgs = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.int32)
     elu = modules_of(modules_of(model, GatedConvNet)[2], ConcatELU)[-1]
     elu.forward = lambda x: halved_concat_elu(elu, x)
@@ -176,7 +177,7 @@ def test_an_edit_on_one_instance_is_honoured_too():
 
 
 def test_a_layer_replaced_after_accelerate_is_the_one_that_runs():
-    model = accelerate(randomize(create_model("simple"), scale=0.05), compiled=False)
+    model = accelerate(randomized(create_model("simple"), scale=0.05), compiled=False)
     imgs = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.int32)
     before = bpd_and_grads(model, imgs)[0]
     net = modules_of(model, GatedConvNet)[0]
@@ -214,7 +215,7 @@ def coupling_stack(model, count=2):
 
 @pytest.mark.parametrize("accelerated", [False, True], ids=["plain", "accelerated"])
 def test_vectorized_jacobians_and_torch_func_see_the_log_determinant_the_layers_report(accelerated):
-    model = randomize(create_model("simple"), scale=0.05)
+    model = randomized(create_model("simple"), scale=0.05)
     if accelerated:
         accelerate(model, compiled=False)
     f = coupling_stack(model)
@@ -236,7 +237,7 @@ def test_a_failed_compilation_falls_back_to_eager_kernels(monkeypatch):
     monkeypatch.setattr(kernels, "_compilation_works", True)
     for kernel in (kernels._concat_elu, kernels._concat_elu_backward, kernels._gate_forward, kernels._gate_backward):
         monkeypatch.setattr(kernel, "compiled", no_compiler)
-    model = randomize(create_model("simple"), scale=0.05)
+    model = randomized(create_model("simple"), scale=0.05)
     imgs = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.int32)
     plain = bpd_and_grads(model, imgs)
     with pytest.warns(RuntimeWarning, match="torch.compile is unavailable here .*no C\\+\\+ compiler"):
@@ -263,7 +264,7 @@ def test_off_the_cpu_the_networks_keep_their_own_forward_and_layout(monkeypatch)
 
 def test_mixed_precision_trains_through_autograd():
     # Under autocast the convolutions return bfloat16; the hand-written backward passes are float32/64 only.
-    model = accelerate(randomize(create_model("simple"), scale=0.05), compiled=False)
+    model = accelerate(randomized(create_model("simple"), scale=0.05), compiled=False)
     imgs = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.int32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         model.bits_per_dim(imgs).mean().backward()
@@ -275,10 +276,11 @@ SIDE_EFFECT_PROBE = (
     "import logging, torch; import nflows_tutorial as nt; from nflows_tutorial.acceleration import malloc; "
     "m = nt.create_model('simple'); {accelerate}"
     "m.bits_per_dim(torch.zeros(1, 1, 28, 28, dtype=torch.int32)); "
-    "print(malloc.tuned(), bool(logging.getLogger('torch.utils.cpp_extension').filters))"
+    "print(bool(malloc._state), bool(logging.getLogger('torch.utils.cpp_extension').filters))"
 )
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the malloc settings are glibc's")
 @pytest.mark.parametrize(
     ("accelerate_call", "env", "expected"),

@@ -13,9 +13,7 @@ from nflows_tutorial import (
     create_channel_mask,
     create_checkerboard_mask,
 )
-from nflows_tutorial.course.checks import PROPERTIES, LayerCheckError, check_layer
-
-from support.helpers import randomize
+from nflows_tutorial.course.checks import PROPERTIES, LayerCheckError, check_layer, randomized
 
 
 class Affine(nn.Module):
@@ -54,7 +52,7 @@ class Affine(nn.Module):
 
 
 def coupling(mask: torch.Tensor, c_in: int) -> CouplingLayer:
-    return randomize(CouplingLayer(GatedConvNet(c_in=c_in, hidden=8), mask, c_in=c_in), scale=0.3)
+    return randomized(CouplingLayer(GatedConvNet(c_in=c_in, hidden=8), mask, c_in=c_in), scale=0.3)
 
 
 SHAPE = (2, 3, 4)  # the last dimension equals the batch of 4, so an unsummed term broadcasts silently
@@ -158,9 +156,28 @@ def test_check_values_prints_both_and_refuses_a_wrong_value(capsys):
     from nflows_tutorial.course.checks import check_values
 
     check_values("sum", torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0 + 1e-9], dtype=torch.float64))
-    assert "[ok  ] sum: yours [1.0, 2.0] | expected [1.0, 2.000000001]" in capsys.readouterr().out
+    assert capsys.readouterr().out == (
+        "[ok  ] sum: yours [1.000000, 2.000000] | expected [1.000000, 2.000000] | max difference 1.00e-09\n"
+    )
     with pytest.raises(AssertionError, match="differs from the expected value by up to 0.5"):
         check_values("half off", torch.tensor([1.5]), torch.tensor([1.0]))
     with pytest.raises(AssertionError, match=r"shape \[2\], expected \[1, 2\]"):
         check_values("shape", torch.zeros(2), torch.zeros(1, 2))
     assert "[FAIL] shape: yours has shape [2], expected [1, 2]" in capsys.readouterr().out
+
+
+def test_check_values_reads_the_same_on_every_machine(capsys):
+    from nflows_tutorial.course.checks import check_values
+
+    check_values(
+        "ldj", torch.tensor([1.5], dtype=torch.float64), torch.tensor(1.5 + 1e-12, dtype=torch.float64), tol=1e-10
+    )
+    check_values("zero", torch.tensor([-1e-17, 2.0], dtype=torch.float64), torch.tensor([0.0, 2.0]), tol=1e-12)
+    check_values("counts", torch.tensor(3), 3, tol=0)
+    assert capsys.readouterr().out.splitlines() == [
+        "[ok  ] ldj: yours 1.500000 | expected 1.500000 | max difference below 1e-10",
+        "[ok  ] zero: yours [0.000000, 2.000000] | expected [0.000000, 2.000000] | max difference below 1e-10",
+        "[ok  ] counts: yours 3 | expected 3 | max difference 0",
+    ]
+    with pytest.raises(AssertionError, match="far: yours differs from the expected value by up to 0.1"):
+        check_values("far", 1.0, 1.1, tol=1e-8)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nflows_tutorial import CouplingLayer, Dequantization, GatedConvNet, SqueezeFlow, create_model
-from nflows_tutorial.course.checks import autograd_log_det, compare
+from nflows_tutorial.course.checks import autograd_log_det
 from nflows_tutorial.course.literate import SourceView, show_source
 
 
@@ -40,12 +40,3 @@ def test_autograd_log_det_of_a_known_map():
         autograd_log_det(lambda v: v, torch.zeros(2, 1, 2, 2))
     with pytest.raises(ValueError, match="square"):
         autograd_log_det(lambda v: v[..., :1], z)
-
-
-def test_compare_prints_both_numbers_and_the_difference(capsys):
-    assert compare("ldj", torch.tensor([1.5]), 1.5 + 1e-12) < 1e-11
-    assert capsys.readouterr().out == "ldj: 1.500000 vs 1.500000, difference 0.00000000\n"
-    compare("zero", torch.tensor([-1e-17, 2.0]), torch.tensor([0.0, 2.0]))
-    assert capsys.readouterr().out == "zero: [0.000000, 2.000000] vs [0.000000, 2.000000], difference 0.00000000\n"
-    with pytest.raises(AssertionError, match="far: the two differ by 0.1"):
-        compare("far", 1.0, 1.1)

@@ -10,7 +10,9 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from nflows_tutorial.course.repository import BRANCH, REPO_URL, colab_url, github_parts
+from nflows_tutorial.course.repository import BRANCH, REPO_URL
+
+from support.repository import colab_url, github_parts
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.py"))

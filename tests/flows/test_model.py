@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from nflows_tutorial import ImageFlow, SplitFlow, create_model, create_simple_flow
+from nflows_tutorial.course.checks import randomized
 from nflows_tutorial.io.checkpoints import CheckpointError, load_state_dict_checked, read_checkpoint
-
-from support.helpers import randomize
 
 
 @pytest.mark.parametrize("name,use_vardeq", [("simple", False), ("vardeq", True)])
@@ -51,7 +50,7 @@ def reverse_layers(model: ImageFlow, z: torch.Tensor, ldj: torch.Tensor, splits)
 @pytest.mark.parametrize("name", ["simple", "vardeq", "multiscale"])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-9), (torch.float32, 1e-4)])
 def test_whole_model_round_trip_with_noise_held(name, dtype, tol):
-    model = randomize(create_model(name), scale=0.05).to(dtype).eval()
+    model = randomized(create_model(name), scale=0.05).to(dtype).eval()
     imgs = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.int32)
     noise = torch.rand(2, 1, 28, 28, dtype=dtype)
     with torch.no_grad():
@@ -95,7 +94,7 @@ def jacobian_rows(f, x: torch.Tensor, chunk: int = 28) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", ["simple", "vardeq", "multiscale"])
 def test_stack_before_first_split_log_determinant_matches_autograd(name):
-    model = randomize(create_model(name), scale=0.05).double().eval()
+    model = randomized(create_model(name), scale=0.05).double().eval()
     stack = []
     for flow in model.flows[1:]:
         if isinstance(flow, SplitFlow):
@@ -142,7 +141,7 @@ def test_model_rejects_images_of_the_wrong_size():
 
 
 def test_importance_sampling_estimate_is_log_mean_exp_of_single_draws():
-    model = randomize(create_model("simple"), scale=0.05).double().eval()
+    model = randomized(create_model("simple"), scale=0.05).double().eval()
     imgs = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.int32)
     torch.manual_seed(7)
     with torch.no_grad():

@@ -3,15 +3,6 @@
 import torch
 
 
-def randomize(module: torch.nn.Module, scale: float = 0.2) -> torch.nn.Module:
-    """Give every parameter random non-zero values so that no coupling is the identity."""
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(torch.randn_like(p) * scale)
-    return module
-
-
 def modules_of(model: torch.nn.Module, cls: type) -> list:
     """The submodules of ``model`` that are instances of ``cls``, in order."""
     return [m for m in model.modules() if isinstance(m, cls)]
