@@ -83,6 +83,8 @@ def image_grid(imgs: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Ten
     if nrow < 1:
         raise ValueError(f"nrow must be positive, got {nrow}")
     grid = make_grid(imgs.detach().cpu().to(torch.float32) / 255.0, nrow=nrow, padding=padding, pad_value=0.5)
+    if imgs.shape[0] == 1:  # make_grid returns a lone image without the frame it gives each image of a batch
+        grid = torch.nn.functional.pad(grid, (padding,) * 4, value=0.5)
     return (grid * 255).round().clamp(0, 255).to(torch.uint8)
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Dequantization", "VariationalDequantization"]
+__all__ = ["Dequantization", "VariationalDequantization", "dequantization_density"]
 
 
 def _check_pixels(x: torch.Tensor, levels: int) -> None:
@@ -131,3 +131,23 @@ class VariationalDequantization(Dequantization):
             u, ldj = flow(u, ldj, cond=cond)
         u, ldj = self.sigmoid(u, ldj)
         return (x + u) / self.levels, ldj - math.log(self.levels) * x[0].numel()
+
+
+def dequantization_density(
+    prior: Sequence[float] | torch.Tensor, z: torch.Tensor, alpha: float = 1e-5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Density on the logit axis that uniform dequantization gives a discrete distribution ``prior``.
+
+    ``prior`` holds one non-negative weight per level (normalised here, so it need not sum to 1);
+    ``z`` is a 1-D grid of logits. Returns ``(density, level)``: the density at each ``z`` and the
+    discrete value that owns it. Each level's area under the density equals its prior probability.
+    """
+    prior = torch.as_tensor(prior, dtype=torch.float64).flatten()
+    if prior.numel() < 2 or (prior < 0).any() or prior.sum() <= 0:
+        raise ValueError(f"prior must hold at least two non-negative weights with a positive sum, got {prior.tolist()}")
+    prior = prior / prior.sum()
+    layer = Dequantization(alpha=alpha, levels=prior.numel())
+    grid = z.to(torch.float64).reshape(-1, 1, 1, 1)
+    level, log_jac = layer(grid, torch.zeros(grid.shape[0], dtype=torch.float64), reverse=True)
+    level = level.flatten().long()
+    return log_jac.exp() * prior[level], level
