@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 # Set before any notebook kernel starts: kernels inherit this process's environment.
-if "NFLOWS_TUTORIAL_QUICK" not in os.environ and "NFLOWS_TUTORIAL_FAST" not in os.environ:
+if "NFLOWS_TUTORIAL_QUICK" not in os.environ:
     os.environ["NFLOWS_TUTORIAL_QUICK"] = "1"
 
 
@@ -64,3 +64,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.section("why tests were skipped")
         for reason, count in counts.items():
             terminalreporter.write_line(f"{count:4d} skipped: {reason}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """nbval's cells are notebook runs too, so ``-m "not notebook"`` leaves them out with the other notebook tests."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.notebook)

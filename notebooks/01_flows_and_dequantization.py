@@ -51,17 +51,13 @@ import math
 import torch
 
 from nflows_tutorial import Dequantization, ImageFlow, bits_per_dim, load_mnist
-from nflows_tutorial.course.checks import autograd_log_det, compare
+from nflows_tutorial.course.checks import autograd_log_det, check_values
 from nflows_tutorial.course.literate import show_source
+from nflows_tutorial.flows.dequantization import dequantization_density
 from nflows_tutorial.flows.prior import standard_normal_log_prob
-from nflows_tutorial.plots import (
-    dequantization_density,
-    plot_change_of_variables,
-    plot_dequantization_volumes,
-    plot_flow_chain,
-    plot_images,
-    plot_spikes,
-)
+from nflows_tutorial.plots.charts import plot_change_of_variables, plot_dequantization_volumes, plot_spikes
+from nflows_tutorial.plots.diagrams import plot_flow_chain
+from nflows_tutorial.plots.images import plot_images
 
 _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the same numbers
 
@@ -113,7 +109,8 @@ plot_flow_chain([r"$f_1$", r"$f_2$", r"$\cdots$", r"$f_K$"], title="A flow is a 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Every layer of the package follows one calling convention: `layer(z, ldj, reverse=False)` returns the
 # transformed `z` and `ldj` plus that layer's log-determinant (minus it when `reverse=True`). The model
-# class `ImageFlow` only has to run the layers in order and add the prior's log-density at the end:
+# class `ImageFlow` only has to run the layers in order and add the prior's log-density at the end
+# (`@_checks_images` refuses anything but a batch of images of the model's shape before the maths runs):
 
 # %% tags=["nbval-ignore-output", "no-slides"]
 show_source(ImageFlow, "encode", "log_likelihood")
@@ -308,16 +305,16 @@ zero = torch.zeros(1, dtype=torch.float64)
 
 scaled, ldj_scale = layer.dequantize(x, zero, noise=u)
 by_autograd = autograd_log_det(lambda noise: layer.dequantize(x, zero, noise=noise)[0], u)
-_ = compare("1. scaling by 1/256, layer vs autograd", ldj_scale, by_autograd)
+check_values("1. scaling by 1/256, layer vs autograd", ldj_scale, by_autograd, tol=1e-8)
 
 z, ldj_logit = layer.logit(scaled, zero)
 by_autograd = autograd_log_det(lambda v: layer.logit(v, zero)[0], scaled)
-_ = compare("2+3. alpha step and logit, layer vs autograd", ldj_logit, by_autograd)
+check_values("2+3. alpha step and logit, layer vs autograd", ldj_logit, by_autograd, tol=1e-8)
 
 _, ldj_sigmoid = layer.sigmoid(z, zero)
 by_autograd = autograd_log_det(lambda t: layer.sigmoid(t, zero)[0], z)
-_ = compare("4. sigmoid, undo alpha, layer vs autograd", ldj_sigmoid, by_autograd)
-_ = compare("logit LDJ vs minus the sigmoid LDJ (they cancel)", ldj_logit, -ldj_sigmoid, atol=1e-9)
+check_values("4. sigmoid, undo alpha, layer vs autograd", ldj_sigmoid, by_autograd, tol=1e-8)
+check_values("logit LDJ vs minus the sigmoid LDJ (they cancel)", ldj_logit, -ldj_sigmoid, tol=1e-9)
 
 # %% [markdown] tags=["no-slides"]
 # **Exercise 2: the logit as a layer.** Write the $\alpha$ step and the logit as one layer with the course's
@@ -366,16 +363,9 @@ check_layer(my_logit_layer, torch.rand(4, 1, 3, 3, dtype=torch.float64))
 # %% slideshow={"slide_type": "subslide"} tags=["nbval-ignore-output"]
 train_images = load_mnist("train").images[:1000].to(torch.int32)
 noise = torch.rand(train_images.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-
-
-def round_trip(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dequantize the images with `noise`, quantize them back; return the images and the net LDJ."""
-    ldj = torch.zeros(len(train_images), dtype=dtype)
-    z, ldj = layer(train_images, ldj, noise=noise.to(dtype))
-    return layer(z, ldj, reverse=True)
-
-
-restored32, _ = round_trip(torch.float32)
+# Dequantize the images with `noise` in float32, then quantize them back.
+z, ldj = layer(train_images, torch.zeros(len(train_images)), noise=noise.float())
+restored32, _ = layer(z, ldj, reverse=True)
 wrong = (restored32 != train_images).nonzero()
 print(f"float32: {len(wrong)} of {train_images.numel():,} pixels come back different")
 for n, c, i, j in wrong[:3].tolist():
@@ -394,7 +384,8 @@ for n, c, i, j in wrong[:3].tolist():
 # noise draws all come back exactly, and the forward and reverse log-determinants cancel:
 
 # %%
-restored64, net_ldj64 = round_trip(torch.float64)
+z, ldj = layer(train_images, torch.zeros(len(train_images), dtype=torch.float64), noise=noise)
+restored64, net_ldj64 = layer(z, ldj, reverse=True)
 print(f"float64: {(restored64 != train_images).sum().item()} of {train_images.numel():,} pixels differ")
 print(f"forward plus reverse log-determinant, largest over the 1,000 images: {net_ldj64.abs().max().item():.6f} "
       f"(it should be 0)")

@@ -65,16 +65,13 @@ from nflows_tutorial import (
     create_multiscale_flow,
     create_simple_flow,
 )
-from nflows_tutorial.course.checks import autograd_log_det, compare
+from nflows_tutorial.course.checks import autograd_log_det, check_values, randomized
 from nflows_tutorial.course.literate import show_source
+from nflows_tutorial.flows.builders import channel_couplings, checkerboard_couplings, variational_dequantization
 from nflows_tutorial.flows.prior import standard_normal_log_prob
-from nflows_tutorial.plots import (
-    plot_architecture,
-    plot_coupling_diagram,
-    plot_masks,
-    plot_scale_stabilisation,
-    plot_squeeze,
-)
+from nflows_tutorial.plots.charts import plot_scale_stabilisation
+from nflows_tutorial.plots.diagrams import plot_architecture, plot_coupling_diagram
+from nflows_tutorial.plots.images import plot_masks, plot_squeeze
 
 _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the same numbers
 
@@ -122,31 +119,21 @@ show_source(CouplingLayer, "forward")
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # The check: a coupling layer on a 4x4 single-channel input with a small conditioner. A fresh
 # conditioner outputs zeros (more on that below), which would make the test trivial, so we first
-# give its last convolution and the scale bound random values.
+# give every parameter random values with `randomized`, in float64.
 
 # %%
-def randomised(layer: CouplingLayer) -> CouplingLayer:
-    """Give a coupling's zero-initialised output convolution and scale bound random values (for tests)."""
-    with torch.no_grad():
-        last = layer.network.nn[-1]
-        last.weight.normal_(0, 0.3)
-        last.bias.normal_(0, 0.3)
-        layer.scaling_factor.normal_(0, 0.5)
-    return layer.double()
-
-
-coupling = randomised(CouplingLayer(GatedConvNet(c_in=1, hidden=8), create_checkerboard_mask(4, 4), c_in=1))
+coupling = randomized(CouplingLayer(GatedConvNet(c_in=1, hidden=8), create_checkerboard_mask(4, 4), c_in=1).double(), scale=0.3)
 z = torch.randn(1, 1, 4, 4, dtype=torch.float64)
 zero = torch.zeros(1, dtype=torch.float64)
 with torch.no_grad():
     z_out, ldj = coupling(z, zero)
     z_back, ldj_back = coupling(z_out, ldj, reverse=True)
 by_autograd = autograd_log_det(lambda v: coupling(v, zero)[0], z)
-_ = compare("coupling LDJ, layer vs autograd", ldj, by_autograd)
+check_values("coupling LDJ, layer vs autograd", ldj, by_autograd, tol=1e-8)
 kept_positions = coupling.mask.flatten().bool()
-_ = compare("kept values, after vs before (first 3)", z_out.flatten()[kept_positions][:3], z.flatten()[kept_positions][:3], atol=0)
-_ = compare("inverse vs input (first 3 values)", z_back.flatten()[:3], z.flatten()[:3], atol=1e-12)
-_ = compare("LDJ after forward and inverse vs 0", ldj_back, 0.0, atol=1e-12)
+check_values("kept values, after vs before (first 3)", z_out.flatten()[kept_positions][:3], z.flatten()[kept_positions][:3], tol=0)
+check_values("inverse vs input (first 3 values)", z_back.flatten()[:3], z.flatten()[:3], tol=1e-12)
+check_values("LDJ after forward and inverse vs 0", ldj_back, 0.0, tol=1e-12)
 
 # %% [markdown] tags=["no-slides"]
 # **Exercise 5: an additive coupling layer.** NICE (Dinh et al., 2015), the ancestor of RealNVP, used
@@ -334,7 +321,7 @@ fresh = CouplingLayer(GatedConvNet(c_in=1, hidden=32), create_checkerboard_mask(
 images = torch.randn(4, 1, 28, 28)
 with torch.no_grad():
     out, ldj = fresh(images, torch.zeros(4))
-_ = compare("a fresh coupling, output vs input (first 3 values)", out.flatten()[:3], images.flatten()[:3], atol=0)
+check_values("a fresh coupling, output vs input (first 3 values)", out.flatten()[:3], images.flatten()[:3], tol=0)
 print(f"largest |output - input| over all {images.numel():,} values: {(out - images).abs().max().item():.1f}; "
       f"log-determinants: {ldj.tolist()}")
 
@@ -378,7 +365,7 @@ show_source(VariationalDequantization, "dequantize")
 
 # %%
 noise_flow = [
-    randomised(CouplingLayer(GatedConvNet(c_in=2, hidden=8, c_out=2), create_checkerboard_mask(4, 4, invert=i % 2 == 1), c_in=1))
+    randomized(CouplingLayer(GatedConvNet(c_in=2, hidden=8, c_out=2), create_checkerboard_mask(4, 4, invert=i % 2 == 1), c_in=1).double(), scale=0.1, seed=i)
     for i in range(2)
 ]
 vardeq = VariationalDequantization(noise_flow)
@@ -387,7 +374,7 @@ eps = torch.rand(1, 1, 4, 4, dtype=torch.float64)
 with torch.no_grad():
     v, ldj = vardeq.dequantize(x, zero, noise=eps)
 by_autograd = autograd_log_det(lambda e: vardeq.dequantize(x, zero, noise=e)[0], eps)
-_ = compare("noise-flow LDJ (= -log q(u|x) - 16 log 256), layer vs autograd", ldj, by_autograd)
+check_values("noise-flow LDJ (= -log q(u|x) - 16 log 256), layer vs autograd", ldj, by_autograd, tol=1e-8)
 
 # %% tags=["nbval-ignore-output"]
 u = v * 256 - x
@@ -427,7 +414,7 @@ print(squeezed[0].permute(1, 2, 0).tolist())
 restored = squeeze(squeezed, None, reverse=True)[0]
 print(f"unsqueeze: {(restored != grid).sum().item()} of {grid.numel()} values differ from the input")
 flat = torch.randn(1, 1, 4, 4, dtype=torch.float64)
-_ = compare("log|det| of the squeeze by autograd vs 0", autograd_log_det(lambda t: squeeze(t, None)[0], flat), 0.0, atol=1e-12)
+check_values("log|det| of the squeeze by autograd vs 0", autograd_log_det(lambda t: squeeze(t, None)[0], flat), 0.0, tol=1e-12)
 
 # %% slideshow={"slide_type": "subslide"}
 plot_squeeze(grid)
@@ -482,11 +469,11 @@ h = torch.randn(2, 4, 3, 3, dtype=torch.float64)
 kept, ldj = split(h, torch.zeros(2, dtype=torch.float64))
 reference = torch.distributions.Normal(0.0, 1.0).log_prob(h[:, 2:]).flatten(1).sum(1)
 print("split keeps the shape", list(kept.shape), "of", list(h.shape))
-_ = compare("split's LDJ vs log N of the split-off half (2 images)", ldj, reference, atol=1e-10)
+check_values("split's LDJ vs log N of the split-off half (2 images)", ldj, reference, tol=1e-10)
 rejoined, ldj_back = split(kept, ldj, reverse=True, z_split=h[:, 2:])
 print(f"reverse with the same half: {(rejoined != h).sum().item()} of {h.numel()} values differ from the input")
-_ = compare("LDJ after split and reverse vs 0 (2 images)", ldj_back, torch.zeros(2), atol=1e-10)
-_ = compare("the package's prior term vs torch.distributions", standard_normal_log_prob(h[:, 2:]), reference, atol=1e-10)
+check_values("LDJ after split and reverse vs 0 (2 images)", ldj_back, torch.zeros(2), tol=1e-10)
+check_values("the package's prior term vs torch.distributions", standard_normal_log_prob(h[:, 2:]), reference, tol=1e-10)
 
 # %% [markdown] tags=["no-slides"]
 # **Exercise 8: a split at a different depth.** Build `my_early_split_flow()`, a small multi-scale flow that
@@ -550,6 +537,18 @@ check_values("sampled images", list(early.sample(2).shape), [2, 1, 28, 28])
 #   2 channel-mask couplings at 4x14x14; split; squeeze; 4 channel-mask couplings at 8x7x7.
 #   The conditioners grow from 32 to 48 to 64 hidden channels as the resolution drops, and sampling
 #   starts from a latent of shape 8x7x7.
+#
+# The builders stack the pieces of this notebook; three small helpers make the repeated parts, each a
+# list of couplings whose masks alternate:
+
+# %% tags=["nbval-ignore-output", "no-slides"]
+show_source(checkerboard_couplings)
+
+# %% tags=["nbval-ignore-output", "no-slides"]
+show_source(channel_couplings)
+
+# %% tags=["nbval-ignore-output", "no-slides"]
+show_source(variational_dequantization)
 
 # %% tags=["nbval-ignore-output", "no-slides"]
 show_source(create_simple_flow)

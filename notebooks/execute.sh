@@ -34,7 +34,7 @@ server=$!
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 export NFLOWS_TUTORIAL_CHECKPOINT_URL="http://127.0.0.1:$port/"
 if [ "$full" = 1 ]; then
-  unset NFLOWS_TUTORIAL_QUICK NFLOWS_TUTORIAL_FAST
+  unset NFLOWS_TUTORIAL_QUICK
   if [ -f "$shared/checkpoints/course/MNISTFlow_multiscale.ckpt" ]; then
     export NFLOWS_TUTORIAL_COURSE_CHECKPOINTS="$shared/checkpoints/course"
   fi

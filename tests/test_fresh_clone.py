@@ -21,6 +21,7 @@ SUBSET = [
 ]
 
 
+@pytest.mark.subprocess
 def test_a_bare_clone_passes_or_names_what_is_missing(tmp_path):
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout (or no git command): nothing to clone")

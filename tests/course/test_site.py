@@ -21,9 +21,9 @@ from urllib.parse import urldefrag, urlparse
 
 import pytest
 
-from nflows_tutorial.course.repository import colab_url
-
 from support.browser import VIEWPORT, artifacts_dir, launched_chromium, need_modules, serve
+from support.repository import colab_url
+from support.site_modules import public_modules
 
 # The theme, myst-parser and napoleon still use Sphinx APIs that Sphinx 11 removes; theirs to fix.
 pytestmark = [
@@ -243,8 +243,6 @@ def test_notebook_pages_link_to_colab_and_their_ipynb(site):
 
 
 def test_api_reference_documents_every_public_module(site):
-    from nflows_tutorial.course.site import public_modules
-
     ids = set(site.visits[site.url("api.html")].facts["ids"])
     modules = public_modules()
     missing = [m for m in modules if f"module-{m}" not in ids]

@@ -115,7 +115,6 @@ def _kernel_environment(stack: ExitStack, tmp: Path, mnist: Path, published: Pat
         JUPYTERLAB_WORKSPACES_DIR=str(tmp / "lab-workspaces"),
         JUPYTER_RUNTIME_DIR=str(tmp / "jupyter-runtime"),
     )
-    env.pop("NFLOWS_TUTORIAL_FAST", None)
     return env
 
 

@@ -82,8 +82,10 @@ def test_notebook_installs_the_package_and_redefines_none_of_it(source):
     assert f'REPO_URL = "{REPO_URL}"' in code[0].source, "the first code cell must install the package from REPO_URL"
     assert "import nflows_tutorial" in code[0].source
     for cell in code:
-        if "exercise" in cell.metadata.get("tags", []):
-            continue  # an exercise defines its own classes (student copies replace their bodies by stubs)
+        if {"exercise", "exercise-check"} & set(cell.metadata.get("tags", [])):
+            continue  # an exercise defines its own code (student copies replace its bodies by stubs), its check wraps it
         tree = ast.parse(code_of(cell))
         classes = [node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
         assert not classes, f"{source.name} defines class {classes[0]}; show the package's own with show_source"
+        functions = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        assert not functions, f"{source.name} defines function {functions[0]}; put it in the package and import it"
