@@ -1,16 +1,17 @@
-"""The numbers of a trained flow: measured now, stored in a checkpoint, and the comparison table of both."""
+"""The numbers of a trained flow: measured now or stored in a checkpoint, one :class:`Result`, and the table of both."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence, Sized
-from typing import Any, cast
+from collections.abc import Callable, Mapping, Sequence, Sized
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 from ..flows.model import ImageFlow
 from ..io.mnist import ImageDataset, load_mnist, make_loader
 from .bpd import evaluate_bpd
 from .speed import count_parameters, time_likelihood, time_sampling
 
-__all__ = ["EVAL_BATCH_SIZE", "final_test", "TABLE_COLUMNS", "stored_numbers", "results_row", "results_table"]
+__all__ = ["EVAL_BATCH_SIZE", "Result", "final_test", "TABLE_COLUMNS", "results_row", "results_table"]
 
 # Row keys measured here, each paired with the key that holds the number stored in a published checkpoint.
 TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -25,6 +26,147 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
 EVAL_BATCH_SIZE = 64
 
 
+def _published_bpd(result: Mapping[str, Any], split: str) -> float | None:
+    entries = result.get(split)
+    if isinstance(entries, Sequence) and entries and isinstance(entries[0], Mapping) and "test_bpd" in entries[0]:
+        return float(entries[0]["test_bpd"])
+    return None
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _entry(result: Mapping[str, Any], key: str, kind: Callable[[Any], _Number]) -> _Number | None:
+    value = result.get(key)
+    return None if value is None else kind(value)
+
+
+@dataclass(frozen=True)
+class Result:
+    """The numbers of one flow: bits per dimension, speeds, and how they were had; ``None`` where not measured.
+
+    ``inference_s`` and ``sampling_s`` are seconds per batch of 64, as published (``inference_ms``
+    and ``sampling_ms`` give them in milliseconds, as the table prints them). ``images`` counts the
+    images each split contributed, ``device`` is where the model ran.
+
+    Example:
+        >>> stored = Result.from_published({"val": [{"test_bpd": 1.08}], "test": [{"test_bpd": 1.07}], "time": 0.02})
+        >>> stored.test_bpd, stored.inference_ms, stored.sampling_ms
+        (1.07, 20.0, None)
+        >>> stored.to_published()
+        {'val': [{'test_bpd': 1.08}], 'test': [{'test_bpd': 1.07}], 'time': 0.02}
+    """
+
+    val_bpd: float | None = None
+    test_bpd: float | None = None
+    inference_s: float | None = None
+    sampling_s: float | None = None
+    params: int | None = None
+    images: dict[str, int] = field(default_factory=dict, hash=False)
+    importance_samples: int | None = None
+    device: str | None = None
+
+    @property
+    def inference_ms(self) -> float | None:
+        """Milliseconds to compute the likelihood of a batch of 64 images."""
+        return None if self.inference_s is None else 1000 * self.inference_s
+
+    @property
+    def sampling_ms(self) -> float | None:
+        """Milliseconds to draw a batch of 64 images."""
+        return None if self.sampling_s is None else 1000 * self.sampling_s
+
+    @classmethod
+    def from_published(cls, result: Mapping[str, Any]) -> Result:
+        """The numbers of a checkpoint's ``result`` dict; what it lacks (or holds in another shape) is ``None``.
+
+        The published dicts keep bpd as ``{"val": [{"test_bpd": ...}], "test": [...]}`` and times in
+        seconds per batch of 64 as ``time`` (likelihood, per importance sample) and ``samp_time``; the
+        dicts :func:`~nflows_tutorial.training.train_flow` writes also hold ``params`` and
+        ``importance_samples``.
+        """
+        return cls(
+            val_bpd=_published_bpd(result, "val"),
+            test_bpd=_published_bpd(result, "test"),
+            inference_s=_entry(result, "time", float),
+            sampling_s=_entry(result, "samp_time", float),
+            params=_entry(result, "params", int),
+            importance_samples=_entry(result, "importance_samples", int),
+        )
+
+    def to_published(self) -> dict[str, Any]:
+        """The published ``result`` entries of these numbers: bpd per split, seconds per batch of 64 (those measured)."""
+        out: dict[str, Any] = {}
+        for split, bpd in (("val", self.val_bpd), ("test", self.test_bpd)):
+            if bpd is not None:
+                out[split] = [{"test_bpd": bpd}]
+        for key, seconds in (("time", self.inference_s), ("samp_time", self.sampling_s)):
+            if seconds is not None:
+                out[key] = seconds
+        return out
+
+    def row(self, name: str, stored: Result | None = None) -> dict[str, Any]:
+        """A row of :func:`results_table` for model ``name``: these numbers beside the ``stored_*`` ones of ``stored``.
+
+        The row also records the parameters, the images per split, the importance samples and the device.
+        """
+        stored = stored or Result()
+        return {
+            "model": name,
+            **{key: getattr(self, key) for key, _, _ in TABLE_COLUMNS},
+            "params": self.params,
+            **{stored_key: getattr(stored, key) for key, stored_key, _ in TABLE_COLUMNS},
+            "images": dict(self.images),
+            "importance_samples": self.importance_samples,
+            "device": self.device,
+        }
+
+    @classmethod
+    def measure(
+        cls,
+        model: ImageFlow,
+        datasets: Mapping[str, ImageDataset],
+        *,
+        limit: int | None = None,
+        batch_size: int = EVAL_BATCH_SIZE,
+        importance_samples: int = 8,
+        seed: int | None = 42,
+        repeats: int | None = 5,
+        progress: bool = False,
+        label: str | None = None,
+    ) -> Result:
+        """Score ``model`` on each split of ``datasets`` (``"val"`` and/or ``"test"``) and time it.
+
+        The first ``limit`` images of each split are scored with :func:`evaluate_bpd`, ``batch_size``
+        at a time; the speeds are medians of ``repeats`` timed batches of 64 (none if ``None``).
+        ``label`` names the model in the progress bars.
+        """
+        bpd, images = {}, {}
+        for split, dataset in datasets.items():
+            if split not in ("val", "test"):
+                raise ValueError(f"the table has validation and test columns; got a split named {split!r}")
+            loader = make_loader(dataset, batch_size, limit=limit)
+            images[split] = len(cast(Sized, loader.dataset))
+            desc = f"{split} bpd" if label is None else f"{label} {split}"
+            bpd[split] = evaluate_bpd(
+                model, loader, importance_samples=importance_samples, seed=seed, progress=progress, desc=desc
+            )
+        inference_s = sampling_s = None
+        if repeats is not None:
+            inference_s = time_likelihood(model, repeats=repeats)
+            sampling_s = time_sampling(model, repeats=repeats)
+        return cls(
+            val_bpd=bpd.get("val"),
+            test_bpd=bpd.get("test"),
+            inference_s=inference_s,
+            sampling_s=sampling_s,
+            params=count_parameters(model),
+            images=images,
+            importance_samples=importance_samples,
+            device=str(model.device),
+        )
+
+
 def final_test(
     model: ImageFlow,
     val_set: ImageDataset,
@@ -34,46 +176,23 @@ def final_test(
     seed: int,
     timing_repeats: int,
     progress: bool,
-) -> dict[str, Any]:
-    """The published ``result`` entries: importance-sampled bpd on validation and test, and the speeds."""
-    result: dict[str, Any] = {}
-    for split, dataset in (("val", val_set), ("test", load_mnist("test"))):
-        loader = make_loader(dataset, EVAL_BATCH_SIZE, limit=limit)
-        bpd = evaluate_bpd(
-            model, loader, importance_samples=importance_samples, seed=seed, progress=progress, desc=f"{split} bpd"
-        )
-        result[split] = [{"test_bpd": bpd}]
-    if timing_repeats:
-        result["time"] = time_likelihood(model, repeats=timing_repeats)
-        result["samp_time"] = time_sampling(model, repeats=timing_repeats)
-    return result
+) -> Result:
+    """The numbers a published checkpoint holds: importance-sampled bpd on validation and test, and the speeds.
 
-
-def _stored_bpd(result: Mapping[str, Any], split: str) -> float | None:
-    entries = result.get(split)
-    if isinstance(entries, Sequence) and entries and isinstance(entries[0], Mapping) and "test_bpd" in entries[0]:
-        return float(entries[0]["test_bpd"])
-    return None
-
-
-def stored_numbers(result: Mapping[str, Any]) -> dict[str, float | None]:
-    """The numbers a checkpoint's ``result`` dict holds, under the ``stored_*`` keys of a table row.
-
-    The published dicts keep bpd as ``{"val": [{"test_bpd": ...}], "test": [...]}`` and times in
-    seconds per batch of 64 as ``time`` (likelihood, per importance sample) and ``samp_time``.
-    Missing entries come back as ``None``.
+    Images are scored in batches of 64 (the first ``limit`` of each split); the speeds are medians of
+    ``timing_repeats`` timed batches, none if 0.
     """
-
-    def ms(key: str) -> float | None:
-        value = result.get(key)
-        return None if value is None else 1000.0 * float(value)
-
-    return {
-        "stored_val_bpd": _stored_bpd(result, "val"),
-        "stored_test_bpd": _stored_bpd(result, "test"),
-        "stored_inference_ms": ms("time"),
-        "stored_sampling_ms": ms("samp_time"),
-    }
+    datasets = {"val": val_set, "test": load_mnist("test")}
+    repeats = timing_repeats or None
+    return Result.measure(
+        model,
+        datasets,
+        limit=limit,
+        importance_samples=importance_samples,
+        seed=seed,
+        repeats=repeats,
+        progress=progress,
+    )
 
 
 def results_row(
@@ -94,25 +213,20 @@ def results_row(
     ``datasets`` maps ``"val"`` and/or ``"test"`` to a split, of which the first ``limit`` images
     are scored with :func:`evaluate_bpd`; ``repeats=None`` skips the speed measurements (their cells
     stay ``None``). ``stored`` is the checkpoint's ``result`` dict. The row also records how many
-    images each split contributed, the importance samples and the device.
+    images each split contributed, the importance samples and the device (see :meth:`Result.row`).
     """
-    row: dict[str, Any] = {"model": name, "val_bpd": None, "test_bpd": None, "inference_ms": None, "sampling_ms": None}
-    images = {}
-    for split, dataset in datasets.items():
-        if split not in ("val", "test"):
-            raise ValueError(f"the table has validation and test columns; got a split named {split!r}")
-        loader = make_loader(dataset, batch_size, limit=limit)
-        images[split] = len(cast(Sized, loader.dataset))
-        row[f"{split}_bpd"] = evaluate_bpd(
-            model, loader, importance_samples, seed=seed, progress=progress, desc=f"{name} {split}"
-        )
-    if repeats is not None:
-        row["inference_ms"] = 1000 * time_likelihood(model, repeats=repeats)
-        row["sampling_ms"] = 1000 * time_sampling(model, repeats=repeats)
-    row["params"] = count_parameters(model)
-    row.update(stored_numbers(stored or {}))
-    row.update(images=images, importance_samples=importance_samples, device=str(model.device))
-    return row
+    measured = Result.measure(
+        model,
+        datasets,
+        limit=limit,
+        batch_size=batch_size,
+        importance_samples=importance_samples,
+        seed=seed,
+        repeats=repeats,
+        progress=progress,
+        label=name,
+    )
+    return measured.row(name, Result.from_published(stored or {}))
 
 
 def _cell(value: float | None, digits: int) -> str:
@@ -123,7 +237,7 @@ def results_table(rows: Sequence[Mapping[str, Any]], fmt: str = "github") -> str
     """Format result rows as the tutorial's comparison table, each measurement beside its stored value.
 
     A row is a dict with ``model``, ``val_bpd``, ``test_bpd``, ``inference_ms``, ``sampling_ms``,
-    ``params`` and optionally the ``stored_*`` numbers of :func:`stored_numbers`; a missing or
+    ``params`` and optionally the ``stored_*`` numbers, as :meth:`Result.row` makes it; a missing or
     ``None`` value prints as ``-``. ``fmt`` is any ``tabulate`` table format.
     """
     from tabulate import tabulate

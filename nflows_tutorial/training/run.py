@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 import os
@@ -18,16 +17,16 @@ from typing import Any, Literal, TypeAlias
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
+from torch.utils.data import DataLoader
 
 from ..acceleration import accelerate
 from ..analysis.results import EVAL_BATCH_SIZE, final_test
-from ..analysis.speed import count_parameters
 from ..flows.builders import create_model
 from ..flows.model import ImageFlow
 from ..io.checkpoints import read_checkpoint, save_published
-from ..io.mnist import load_mnist, make_loader
+from ..io.mnist import ImageDataset, load_mnist, make_loader
 from .callbacks import (
     AtomicCheckpointIO,
     ResumableBatches,
@@ -35,25 +34,10 @@ from .callbacks import (
     TrackTrainingData,
     checkpoint_callbacks,
 )
-from .errors import NonFiniteLossError, TrainingError, UnwritableOutputError
-from .run_folder import check_writable, default_out_dir, prepare_checkpoint_dir, run_paths, space_needed
+from .errors import TrainingError
+from .run_folder import check_writable, prepare_checkpoint_dir, run_paths, space_needed
 
-__all__ = [
-    "train_flow",
-    "make_trainer",
-    "TrainerSettings",
-    "quiet_lightning",
-    "TrainingError",
-    "UnwritableOutputError",
-    "NonFiniteLossError",
-    "StopOnNonFiniteLoss",
-    "ResumableBatches",
-    "TrackTrainingData",
-    "AtomicCheckpointIO",
-    "default_out_dir",
-    "run_paths",
-    "check_writable",
-]
+__all__ = ["train_flow", "make_trainer", "TrainerSettings", "quiet_lightning"]
 
 GRADIENT_CLIP = 1.0
 
@@ -91,12 +75,6 @@ class TrainerSettings:
 
     def __post_init__(self) -> None:
         _check_counts(num_nodes=self.num_nodes)
-
-
-def _logger(folder: Path) -> CSVLogger | TensorBoardLogger:
-    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
-        return TensorBoardLogger(save_dir=str(folder), name="logs", default_hp_metric=False)
-    return CSVLogger(save_dir=str(folder), name="logs")
 
 
 def _timedelta(max_time: timedelta | float | str | None) -> timedelta | str | None:
@@ -178,10 +156,10 @@ def make_trainer(
 ) -> tuple[pl.Trainer, ModelCheckpoint]:
     """The Lightning ``Trainer`` of a course run, and its callback that keeps the best-``val_bpd`` checkpoint.
 
-    ``paths`` come from :func:`run_paths`. The trainer clips gradients to norm 1, stops at
-    ``epochs`` (or ``max_steps`` / ``max_time``), keeps ``last.ckpt`` for resuming, logs to
-    ``paths["run"] / "logs"`` and stops on a non-finite loss. ``settings`` say on which devices and in
-    which precision.
+    ``paths`` come from :func:`~.run_folder.run_paths`. The trainer clips gradients to norm 1, stops
+    at ``epochs`` (or ``max_steps`` / ``max_time``), keeps ``last.ckpt`` for resuming, logs to
+    ``paths["run"] / "logs"`` (a ``metrics.csv`` per start) and stops on a non-finite loss.
+    ``settings`` say on which devices and in which precision.
     """
     best, *writers = checkpoint_callbacks(paths["checkpoints"], checkpoint_every)
     try:
@@ -200,7 +178,7 @@ def make_trainer(
                     *writers,
                     LearningRateMonitor("epoch"),
                 ],
-                logger=_logger(paths["run"]),
+                logger=CSVLogger(save_dir=str(paths["run"]), name="logs"),
                 plugins=[AtomicCheckpointIO()],
                 enable_progress_bar=progress,
                 enable_model_summary=progress,
@@ -256,41 +234,109 @@ def train_flow(
     numbers; ``compiled`` as there): for training when the run computes on the CPU, where the kernels
     save time and memory, and for the final test. The returned model stays accelerated.
     """
-    _check_counts(epochs=epochs, batch_size=batch_size, importance_samples=importance_samples)
-    _check_counts(max_steps=max_steps, limit=limit, checkpoint_every=checkpoint_every)
-    _check_settings(lr, limit, batch_size, timing_repeats)
-    pl.seed_everything(seed, verbose=False)  # first: the initial weights are drawn when the model is built
-    model, name = _model_and_name(name_or_model, name)
-    model.lr = lr
+    request = _Request(**locals())  # the arguments above, by name
+    run = _prepare(request)
+    _fit(run)
+    if not run.trainer.is_global_zero:
+        return run.model, {}
+    return run.model, _finish(run)
 
-    paths = run_paths(name, out_dir)
+
+@dataclass(frozen=True)
+class _Request:
+    """The arguments of one :func:`train_flow` call."""
+
+    name_or_model: str | ImageFlow
+    name: str | None
+    epochs: int
+    batch_size: int
+    lr: float
+    max_steps: int | None
+    max_time: timedelta | float | str | None
+    limit: int | None
+    settings: TrainerSettings
+    resume: bool
+    overwrite: bool
+    out_dir: str | os.PathLike | None
+    seed: int
+    importance_samples: int
+    checkpoint_every: int | None
+    timing_repeats: int
+    progress: bool
+    accelerated: bool
+    compiled: bool
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A run ready to train: what :func:`_prepare` hands to :func:`_fit` and :func:`_finish`."""
+
+    request: _Request
+    model: ImageFlow
+    paths: dict[str, Path]
+    train_batches: ResumableBatches
+    val_set: ImageDataset
+    val_loader: DataLoader
+    trainer: pl.Trainer
+    best: ModelCheckpoint
+    resume_from: Path | None
+
+
+def _prepare(request: _Request) -> _Run:
+    """Check the request, build the model, check its run folder, load the data and set up the trainer."""
+    r = request
+    _check_counts(epochs=r.epochs, batch_size=r.batch_size, importance_samples=r.importance_samples)
+    _check_counts(max_steps=r.max_steps, limit=r.limit, checkpoint_every=r.checkpoint_every)
+    _check_settings(r.lr, r.limit, r.batch_size, r.timing_repeats)
+    pl.seed_everything(r.seed, verbose=False)  # first: the initial weights are drawn when the model is built
+    model, name = _model_and_name(r.name_or_model, r.name)
+    model.lr = r.lr
+
+    paths = run_paths(name, r.out_dir)
     check_writable(paths["checkpoints"], space_needed(model))
     check_writable(paths["run"] / "logs", 0)
-    ckpt_path = prepare_checkpoint_dir(paths, resume, overwrite)
+    resume_from = prepare_checkpoint_dir(paths, r.resume, r.overwrite)
 
     train_set, val_set = load_mnist("train"), load_mnist("val")
-    if limit is not None:
-        train_set = train_set.subset(slice(0, limit))
-    train_batches = ResumableBatches(train_set, batch_size, seed)
-    val_loader = make_loader(val_set, EVAL_BATCH_SIZE, limit=limit)
+    if r.limit is not None:
+        train_set = train_set.subset(slice(0, r.limit))
+    train_batches = ResumableBatches(train_set, r.batch_size, r.seed)
+    val_loader = make_loader(val_set, EVAL_BATCH_SIZE, limit=r.limit)
 
     trainer, best = make_trainer(
         paths,
         train_batches,
-        seed=seed,
-        epochs=epochs,
-        max_steps=max_steps,
-        max_time=max_time,
-        checkpoint_every=checkpoint_every,
-        progress=progress,
-        settings=settings,
+        seed=r.seed,
+        epochs=r.epochs,
+        max_steps=r.max_steps,
+        max_time=r.max_time,
+        checkpoint_every=r.checkpoint_every,
+        progress=r.progress,
+        settings=r.settings,
     )
-    if accelerated and trainer.strategy.root_device.type == "cpu":
-        accelerate(model, compiled=compiled)  # CPU kernels: a GPU run trains faster on the networks' own forward
+    if r.accelerated and trainer.strategy.root_device.type == "cpu":
+        accelerate(model, compiled=r.compiled)  # CPU kernels: a GPU run trains faster on the networks' own forward
+    return _Run(
+        request=r,
+        model=model,
+        paths=paths,
+        train_batches=train_batches,
+        val_set=val_set,
+        val_loader=val_loader,
+        trainer=trainer,
+        best=best,
+        resume_from=resume_from,
+    )
+
+
+def _fit(run: _Run) -> None:
+    """Train, from the checkpoint to resume from if any; Ctrl-C comes out as ``KeyboardInterrupt``."""
+    trainer = run.trainer
+    resume_from = str(run.resume_from) if run.resume_from else None
     sigint = signal.getsignal(signal.SIGINT)
     try:
         with quiet_lightning():
-            trainer.fit(model, train_batches, val_loader, ckpt_path=str(ckpt_path) if ckpt_path else None)
+            trainer.fit(run.model, run.train_batches, run.val_loader, ckpt_path=resume_from)
     except SystemExit:
         # Lightning answers Ctrl-C by saving what it can and calling sys.exit(1): make it an interrupt again.
         if not trainer.interrupted:
@@ -299,29 +345,33 @@ def train_flow(
     finally:
         if sigint is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, sigint)  # Lightning ignores further Ctrl-C after the first
-    if not trainer.is_global_zero:
-        return model, {}
-    if best.best_model_path and Path(best.best_model_path).is_file():
-        model.load_state_dict(read_checkpoint(best.best_model_path)["state_dict"])
+
+
+def _finish(run: _Run) -> dict[str, Any]:
+    """Test the best weights, write the published-format file and return its ``result``."""
+    r, model, trainer = run.request, run.model, run.trainer
+    if run.best.best_model_path and Path(run.best.best_model_path).is_file():
+        model.load_state_dict(read_checkpoint(run.best.best_model_path)["state_dict"])
     model.eval()
-    if accelerated:
-        accelerate(model, compiled=compiled)  # for the final test, on the device Lightning left the model on
-    result = final_test(
+    if r.accelerated:
+        accelerate(model, compiled=r.compiled)  # for the final test, on the device Lightning left the model on
+    measured = final_test(
         model,
-        val_set,
-        limit=limit,
-        importance_samples=importance_samples,
-        seed=seed,
-        timing_repeats=timing_repeats,
-        progress=progress,
+        run.val_set,
+        limit=r.limit,
+        importance_samples=r.importance_samples,
+        seed=r.seed,
+        timing_repeats=r.timing_repeats,
+        progress=r.progress,
     )
-    result.update(
-        global_step=trainer.global_step,
-        epochs=trainer.current_epoch,
-        processes=trainer.world_size,
-        params=count_parameters(model),
-        importance_samples=importance_samples,
-        images=limit,
-    )
-    save_published(model, result, paths["published"])
-    return model, result
+    result = {
+        **measured.to_published(),
+        "global_step": trainer.global_step,
+        "epochs": trainer.current_epoch,
+        "processes": trainer.world_size,
+        "params": measured.params,
+        "importance_samples": r.importance_samples,
+        "images": r.limit,
+    }
+    save_published(model, result, run.paths["published"])
+    return result

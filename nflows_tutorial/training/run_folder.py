@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 
 from ..flows.model import ImageFlow
-from ..io.checkpoints import REGISTRY
 from ..io.files import PARTIAL_SUFFIX
 from ..io.paths import project_dir
 from .callbacks import LAST
@@ -27,7 +26,7 @@ def run_paths(name: str, out_dir: str | os.PathLike | None = None) -> dict[str, 
 
     ``published`` is the ``MNISTFlow_<name>.ckpt`` file that ``load_pretrained(name,
     checkpoint_dir=out_dir)`` reads; ``checkpoints`` holds Lightning's ``last.ckpt`` and the best
-    ``val_bpd`` checkpoint; ``run / "logs"`` holds the TensorBoard or CSV logs.
+    ``val_bpd`` checkpoint; ``run / "logs"`` holds the CSV logs that :func:`~.logs.read_scalars` reads.
     """
     root = Path(out_dir) if out_dir is not None else default_out_dir()
     run = root / name
@@ -36,30 +35,43 @@ def run_paths(name: str, out_dir: str | os.PathLike | None = None) -> dict[str, 
         "run": run,
         "checkpoints": run / "checkpoints",
         "last": run / "checkpoints" / f"{LAST}.ckpt",
-        "published": root / REGISTRY[name].filename if name in REGISTRY else root / f"MNISTFlow_{name}.ckpt",
+        "published": root / f"MNISTFlow_{name}.ckpt",
     }
 
 
-def check_writable(folder: Path, need_bytes: int) -> None:
-    """Fail early, with the reason, if ``folder`` cannot be created or written, or has less than ``need_bytes`` free."""
+def check_writable(
+    folder: str | os.PathLike,
+    need_bytes: int = 0,
+    *,
+    what: str = "training output",
+    setting: str = "out_dir",
+) -> None:
+    """Fail early, with the reason, if ``folder`` cannot be created or written, or has less than ``need_bytes`` free.
+
+    ``folder`` is created when missing and a small file is written, synced and removed there. The
+    :class:`~.errors.UnwritableOutputError` says ``what`` could not be written and names ``setting``,
+    the caller's parameter that chooses another folder: ``out_dir`` for a training run, spelled
+    ``out_dir=...``, or a command line's own flag through its
+    :meth:`~nflows_tutorial.errors.SettingsError.spelled`.
+    """
+    path = Path(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder) as probe:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path) as probe:
             probe.write(b"\0" * 4096)
             probe.flush()
             os.fsync(probe.fileno())
     except OSError as err:
         raise UnwritableOutputError(
-            f"cannot write training output to {folder} ({err.strerror or err}); choose a writable folder with "
-            "{out_dir}",
-            out_dir=...,
+            f"cannot write {what} to {path} ({err.strerror or err}); choose a writable folder with {{{setting}}}",
+            **{setting: ...},
         ) from None
-    free = shutil.disk_usage(folder).free
+    free = shutil.disk_usage(path).free
     if free < need_bytes:
         raise UnwritableOutputError(
-            f"only {free / 2**20:.0f} MiB free in {folder}, and this run needs about {need_bytes / 2**20:.0f} MiB "
-            f"for its checkpoints and logs; free some space or choose another folder with {{out_dir}}",
-            out_dir=...,
+            f"only {free / 2**20:.0f} MiB free in {path}, and this run needs about {need_bytes / 2**20:.0f} MiB "
+            f"for its checkpoints and logs; free some space or choose another folder with {{{setting}}}",
+            **{setting: ...},
         )
 
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from nflows_tutorial.analysis.bpd import evaluate_bpd, log_likelihood_in_passes
-from nflows_tutorial.analysis.results import TABLE_COLUMNS, results_row, results_table, stored_numbers
+from nflows_tutorial.analysis.results import TABLE_COLUMNS, Result, final_test, results_row, results_table
 from nflows_tutorial.analysis.speed import count_parameters, time_likelihood, time_sampling
 from nflows_tutorial.flows import Dequantization
 from nflows_tutorial.flows.model import ImageFlow
 from nflows_tutorial.io.checkpoints import REGISTRY, read_checkpoint
-from nflows_tutorial.io.mnist import ImageDataset, make_loader
+from nflows_tutorial.io.mnist import ImageDataset, load_mnist, make_loader
 
 
 @pytest.fixture
@@ -91,17 +91,69 @@ def test_count_parameters_counts_every_learnable_value():
 
 
 @pytest.mark.parametrize("name", ["simple", "vardeq"])
-def test_stored_numbers_read_a_published_result(name, published_dir):
+def test_a_published_result_is_read_and_written_back_as_it_was(name, published_dir):
     result = read_checkpoint(published_dir / REGISTRY[name].filename)["result"]
-    numbers = stored_numbers(result)
-    assert numbers["stored_val_bpd"] == result["val"][0]["test_bpd"]
-    assert numbers["stored_test_bpd"] == result["test"][0]["test_bpd"]
-    assert numbers["stored_inference_ms"] == pytest.approx(1000 * result["time"])
-    assert numbers["stored_sampling_ms"] == pytest.approx(1000 * result["samp_time"])
+    stored = Result.from_published(result)
+    assert stored.val_bpd == result["val"][0]["test_bpd"]
+    assert stored.test_bpd == result["test"][0]["test_bpd"]
+    assert stored.inference_ms == pytest.approx(1000 * result["time"])
+    assert stored.sampling_ms == pytest.approx(1000 * result["samp_time"])
+    assert stored.to_published() == result  # seconds per batch, to the last bit
+    row = Result().row(name, stored)
+    assert [row[stored_key] for _, stored_key, _ in TABLE_COLUMNS] == [
+        stored.val_bpd,
+        stored.test_bpd,
+        stored.inference_ms,
+        stored.sampling_ms,
+    ]
 
 
-def test_stored_numbers_of_an_empty_result_are_missing():
-    assert set(stored_numbers({}).values()) == {None}
+def test_the_numbers_of_an_empty_result_are_missing():
+    assert Result.from_published({}) == Result()
+    row = Result().row("tiny", Result.from_published({}))
+    assert {row[key] for key, _, _ in TABLE_COLUMNS} | {row[stored_key] for _, stored_key, _ in TABLE_COLUMNS} == {None}
+    assert Result().to_published() == {}
+
+
+def test_the_published_format_keeps_its_keys_order_and_seconds():
+    result = Result(val_bpd=1.08, test_bpd=1.07, inference_s=0.0196, sampling_s=0.0177, params=5, device="cpu")
+    published = result.to_published()
+    assert list(published) == ["val", "test", "time", "samp_time"]
+    assert published == {"val": [{"test_bpd": 1.08}], "test": [{"test_bpd": 1.07}], "time": 0.0196, "samp_time": 0.0177}
+    untimed = Result(val_bpd=1.08, test_bpd=1.07)
+    assert untimed.to_published() == {"val": [{"test_bpd": 1.08}], "test": [{"test_bpd": 1.07}]}
+
+
+def test_a_trained_runs_result_makes_the_table_row_the_train_command_printed():
+    # A train_flow result: the published entries, then what the run adds.
+    result = {"val": [{"test_bpd": 1.25}], "test": [{"test_bpd": 1.2}], "time": 0.0196, "samp_time": 0.0177}
+    result.update(global_step=30, epochs=10, processes=1, params=556312, importance_samples=8, images=None)
+    by_hand = {
+        "model": "simple",
+        "val_bpd": 1.25,
+        "test_bpd": 1.2,
+        "inference_ms": 1000.0 * 0.0196,
+        "sampling_ms": 1000.0 * 0.0177,
+        "params": 556312,
+    }
+    row = Result.from_published(result).row("simple")
+    assert {key: row[key] for key in by_hand} == by_hand
+    assert results_table([row]) == results_table([by_hand])
+
+
+def test_final_test_and_results_row_measure_alike(mnist_root):
+    model = ImageFlow([Dequantization()], image_shape=(1, 28, 28))
+    val_set, test_set = load_mnist("val"), load_mnist("test")
+    measured = final_test(model, val_set, limit=70, importance_samples=2, seed=5, timing_repeats=0, progress=False)
+    row = results_row(
+        "deq", model, {"val": val_set, "test": test_set}, limit=70, importance_samples=2, seed=5, repeats=None
+    )
+    assert measured.to_published() == {"val": [{"test_bpd": row["val_bpd"]}], "test": [{"test_bpd": row["test_bpd"]}]}
+    assert measured.row("deq") == row, "results_row is the measured row beside no stored numbers"
+    assert measured.images == {"val": 70, "test": 70} and measured.params == 0 and measured.importance_samples == 2
+    timed = final_test(model, val_set, limit=64, importance_samples=1, seed=5, timing_repeats=1, progress=False)
+    assert list(timed.to_published()) == ["val", "test", "time", "samp_time"]
+    assert timed.inference_s > 0 and timed.sampling_s > 0
 
 
 def test_results_row_measures_each_split_beside_the_stored_numbers(tiny_flow, ten_images):

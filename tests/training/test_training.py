@@ -13,27 +13,24 @@ from types import SimpleNamespace
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import CSVLogger
 
-from nflows_tutorial import GatedConvNet, training
+from nflows_tutorial import GatedConvNet
 from nflows_tutorial.acceleration import is_accelerated
 from nflows_tutorial.io.checkpoints import load_pretrained, read_checkpoint
 from nflows_tutorial.io.mnist import ImageDataset
-from nflows_tutorial.training.run import (
-    ResumableBatches,
-    TrainerSettings,
-    TrainingError,
-    check_writable,
-    make_trainer,
-    run_paths,
-    train_flow,
-)
+from nflows_tutorial.training import TrainerSettings, TrainingError, UnwritableOutputError, make_trainer, train_flow
+from nflows_tutorial.training.callbacks import ResumableBatches
+from nflows_tutorial.training.logs import read_scalars
+from nflows_tutorial.training.run_folder import check_writable, run_paths
 
 from support.cli import run_cli, start_cli
 from support.helpers import modules_of
 
-# A training run a 2-core machine finishes in about a minute: 3 steps of 8 images per epoch.
+# A training run a 2-core machine finishes in about a minute: 3 steps of 8 images per epoch. TINY_TRAIN skips
+# torch.compile, which every fresh process would wait for; one test keeps the compiled route, the command's default.
 STEPS_PER_EPOCH = 3
-TINY_TRAIN = [
+TINY_TRAIN_COMPILED = [
     "train",
     "--model",
     "simple",
@@ -48,6 +45,7 @@ TINY_TRAIN = [
     "cpu",
     "--quiet",
 ]
+TINY_TRAIN = [*TINY_TRAIN_COMPILED, "--no-compile"]
 
 
 def numbered_images(n: int) -> ImageDataset:
@@ -108,6 +106,18 @@ def test_a_full_disk_is_reported_before_training(tmp_path):
         check_writable(tmp_path / "runs", need_bytes=free + 2**40)
 
 
+def test_the_writability_probe_names_what_was_to_be_written_and_the_callers_setting(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UnwritableOutputError) as caught:
+        check_writable(blocker / "pictures", what="samples.png", setting="out")
+    assert str(caught.value).startswith(f"cannot write samples.png to {blocker / 'pictures'} (")
+    assert str(caught.value).endswith("choose a writable folder with out=...")
+    assert caught.value.spelled(lambda name, value: "--" + name).endswith("choose a writable folder with --out")
+    check_writable(tmp_path / "new" / "folder")  # created, written to, and left empty
+    assert list((tmp_path / "new" / "folder").iterdir()) == []
+
+
 def test_resume_needs_a_last_checkpoint_and_a_new_run_will_not_overwrite_one(tmp_path):
     with pytest.raises(TrainingError, match="nothing to resume"):
         train_flow("simple", out_dir=tmp_path, resume=True, progress=False)
@@ -138,6 +148,7 @@ def test_trainer_settings_reach_lightning_as_they_are(tmp_path):
     )
     assert trainer.precision == "64-true" and trainer.num_devices == 1 and trainer.max_epochs == 3
     assert type(trainer.accelerator).__name__ == "CPUAccelerator" and best.monitor == "val_bpd"
+    assert isinstance(trainer.logger, CSVLogger), "CSV logs always, whatever else is installed"
 
 
 # Real runs -----------------------------------------------------------------------------------------------------------
@@ -168,6 +179,7 @@ def optimizer_step(ckpt: dict) -> int:
     return int(ckpt["optimizer_states"][0]["state"][0]["step"])
 
 
+@pytest.mark.subprocess
 def test_a_killed_run_resumes_at_the_same_step_and_ends_where_an_unbroken_run_does(tmp_path, mnist_root):
     killed_dir, whole_dir = tmp_path / "killed", tmp_path / "whole"
     # Far more steps than the test waits for, a last.ckpt after every step, then SIGKILL mid-epoch.
@@ -202,6 +214,7 @@ def test_a_killed_run_resumes_at_the_same_step_and_ends_where_an_unbroken_run_do
         torch.testing.assert_close(after["optimizer_states"][0]["state"][0][key], value, rtol=1e-4, atol=1e-8)
 
 
+@pytest.mark.subprocess
 def test_a_nan_loss_stops_training_and_says_at_which_step_and_what_to_try(tmp_path, mnist_root):
     # A learning rate of 1e30 sends the weights past float32 range in one step: a real divergence.
     result = run_cli(*TINY_TRAIN, "--lr", "1e30", "--out-dir", str(tmp_path))
@@ -225,7 +238,7 @@ def test_a_run_on_the_cpu_trains_on_the_kernels_and_returns_an_accelerated_model
         trainer.callbacks.append(Probe())
         return trainer, best
 
-    monkeypatch.setattr(training, "make_trainer", make_trainer_with_probe)
+    monkeypatch.setattr("nflows_tutorial.training.run.make_trainer", make_trainer_with_probe)
     model, result = train_flow(
         "simple",
         settings=TrainerSettings(accelerator="cpu"),
@@ -243,9 +256,12 @@ def test_a_run_on_the_cpu_trains_on_the_kernels_and_returns_an_accelerated_model
     assert all(is_accelerated(net) for net in modules_of(model, GatedConvNet))
 
 
+@pytest.mark.subprocess
 def test_two_processes_train_with_lightning_ddp_on_cpu_and_publish_a_loadable_checkpoint(tmp_path, mnist_root):
+    # The one tiny run on the compiled route, the command's default: training and final test on compiled kernels.
     result = run_cli(
-        *TINY_TRAIN, "--devices", "2", "--strategy", "ddp", "--max-steps", "2", "--json", "--out-dir", str(tmp_path)
+        *TINY_TRAIN_COMPILED,
+        *("--devices", "2", "--strategy", "ddp", "--max-steps", "2", "--json", "--out-dir", str(tmp_path)),
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout[result.stdout.index("{") :])
@@ -256,7 +272,8 @@ def test_two_processes_train_with_lightning_ddp_on_cpu_and_publish_a_loadable_ch
     paths = run_paths("simple", tmp_path)
     assert read_checkpoint(paths["last"])["global_step"] == 2
     logs = paths["run"] / "logs"
-    assert list(logs.rglob("metrics.csv")) or list(logs.rglob("events.out.tfevents*"))
+    assert list(logs.rglob("metrics.csv")) and not list(logs.rglob("events.out.tfevents*"))
+    assert len(read_scalars(paths["run"])["val_bpd"]) == 2  # one batch per process and epoch: two epochs
 
 
 def test_quiet_lightning_drops_the_advertising_tip_and_the_pytree_deprecation_only(caplog):
