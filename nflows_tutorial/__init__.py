@@ -1,29 +1,11 @@
 """Companion package of the nflows-tutorial course: normalizing flows on MNIST, piece by piece."""
 
+from . import flows
 from .acceleration import accelerate
 from .analysis.bpd import evaluate_bpd
 from .analysis.results import results_row, results_table
 from .analysis.sampling import draw_samples, interpolate, save_image_grid
-from .flows import (
-    MODEL_NAMES,
-    ChannelLayerNorm,
-    ConcatELU,
-    CouplingLayer,
-    Dequantization,
-    FlowLayer,
-    GatedBlock,
-    GatedConvNet,
-    ImageFlow,
-    SplitFlow,
-    SqueezeFlow,
-    VariationalDequantization,
-    bits_per_dim,
-    create_channel_mask,
-    create_checkerboard_mask,
-    create_model,
-    create_multiscale_flow,
-    create_simple_flow,
-)
+from .flows import *  # noqa: F403  (the maths: every name of flows.__all__)
 from .io.checkpoints import load_pretrained
 from .io.mnist import ImageDataset, load_mnist, make_loader
 from .runtime import default_device
@@ -31,24 +13,7 @@ from .runtime import default_device
 __version__ = "0.1.0"
 
 __all__ = [
-    "ImageFlow",
-    "bits_per_dim",
-    "FlowLayer",
-    "Dequantization",
-    "VariationalDequantization",
-    "CouplingLayer",
-    "SqueezeFlow",
-    "SplitFlow",
-    "ConcatELU",
-    "ChannelLayerNorm",
-    "GatedBlock",
-    "GatedConvNet",
-    "create_checkerboard_mask",
-    "create_channel_mask",
-    "create_simple_flow",
-    "create_multiscale_flow",
-    "create_model",
-    "MODEL_NAMES",
+    *flows.__all__,
     "ImageDataset",
     "load_mnist",
     "make_loader",

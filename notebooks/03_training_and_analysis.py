@@ -58,8 +58,6 @@ except ImportError:
 # %config InlineBackend.figure_formats = ["png"]
 
 import math
-import os
-from pathlib import Path
 
 import torch
 from IPython.display import Markdown, display
@@ -78,16 +76,14 @@ from nflows_tutorial.analysis.sampling import draw_samples, interpolate, latent_
 from nflows_tutorial.analysis.speed import activation_bytes
 from nflows_tutorial.course.literate import show_source
 from nflows_tutorial.environment import quick_mode
-from nflows_tutorial.io.checkpoints import CheckpointError, load_pretrained, load_state_dict_checked, read_checkpoint
-from nflows_tutorial.plots import (
-    plot_dequantization_histogram,
-    plot_image_panels,
-    plot_images,
-    plot_learning_curves,
-)
+from nflows_tutorial.io.checkpoints import CheckpointError
+from nflows_tutorial.io.course_models import PUBLISHED_ORIGIN, load_course_model
+from nflows_tutorial.plots.charts import plot_dequantization_histogram, plot_learning_curves
+from nflows_tutorial.plots.images import plot_image_panels, plot_images
 from nflows_tutorial.runtime import default_device, seeded
 from nflows_tutorial.training.logs import read_scalars
-from nflows_tutorial.training.run import default_out_dir, make_trainer, run_paths, train_flow
+from nflows_tutorial.training.run import make_trainer, train_flow
+from nflows_tutorial.training.run_folder import default_out_dir, run_paths
 
 TRAIN_FROM_SCRATCH = False  # True: train all three models here (hours on a GPU) instead of loading them
 QUICK = quick_mode()
@@ -103,8 +99,6 @@ EVAL_BATCH = 500 if device.type == "cuda" else 64
 CURVE_IMAGES = 64 if QUICK else 1000
 # The stand-in for a checkpoint that cannot be had: a few optimisation steps, just enough to run every cell.
 DEMO_RUN = dict(epochs=1, batch_size=16, limit=96) if QUICK else dict(epochs=1, batch_size=64, limit=1280)
-# A folder of checkpoints trained with this package, used where a published one cannot be downloaded.
-COURSE_CHECKPOINTS = os.environ.get("NFLOWS_TUTORIAL_COURSE_CHECKPOINTS")
 # Test bpd of the published checkpoints (8 importance samples, all 10,000 test images), for comparison.
 PUBLISHED_TEST_BPD = {"simple": 1.0784, "vardeq": 1.0431, "multiscale": 1.020}
 _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the same numbers
@@ -165,62 +159,42 @@ show_source(make_trainer)
 # tests the best weights and stores them with their results in the same format as the published
 # checkpoints, under `runs/<model>/`.
 #
-# The next cell gets each model. By default it loads the published checkpoint with `load_pretrained`,
-# which downloads the file on first use and verifies it. If a checkpoint cannot be had (no internet,
-# or a file that is not published where we look), the cell says so and uses the course's own
+# The next cell gets each model with `load_course_model`. It loads the published checkpoint with
+# `load_pretrained`, which downloads the file on first use and verifies it. If a checkpoint cannot be had
+# (no internet, or a file that is not published where we look), it says so and uses the course's own
 # checkpoint where `NFLOWS_TUTORIAL_COURSE_CHECKPOINTS` provides one, loaded by path with the same
-# strict, `weights_only` reader; failing that it trains a **short demonstration run**, so that
+# strict, `weights_only` reader; failing that the cell trains a **short demonstration run**, so that
 # everything below still runs. Such a model is far from trained, and its numbers and samples show it.
 # Every model is labelled with where it came from in each table and figure below.
-
-# %% tags=["no-slides"]
-def course_checkpoint(name: str) -> tuple[ImageFlow, str, Path] | None:
-    """The course's own checkpoint of ``name`` (model, how it was trained, its run folder), if one is provided."""
-    folder = Path(COURSE_CHECKPOINTS) if COURSE_CHECKPOINTS else None
-    if folder is None or not (folder / f"MNISTFlow_{name}.ckpt").is_file():
-        return None
-    model = create_model(name)
-    load_state_dict_checked(model, read_checkpoint(folder / f"MNISTFlow_{name}.ckpt")["state_dict"], name)
-    # PROVENANCE.md says how the file was made, in a bullet that starts "How it was made" (and may wrap).
-    provenance = (folder / "PROVENANCE.md").read_text() if (folder / "PROVENANCE.md").is_file() else ""
-    bullets = [" ".join(item.split()) for item in provenance.split("\n- ")]
-    how = next((item for item in bullets if item.startswith("How it was made")),
-               "How it was made: not recorded (no PROVENANCE.md)")
-    return model.to(device).eval(), how, folder / "run" / name
-
-
-def get_model(name: str) -> tuple[ImageFlow, dict, str, Path | None]:
-    """Return (model in eval mode, the published result dict or {}, where it came from, its training run folder)."""
-    if TRAIN_FROM_SCRATCH:
-        out_dir = default_out_dir()
-        resume = run_paths(name, out_dir)["last"].is_file()
-        model, _ = train_flow(name, out_dir=out_dir, resume=resume)
-        return model.to(device).eval(), {}, "trained here", run_paths(name, out_dir)["run"]
-    try:
-        model, result = load_pretrained(name, device=device, progress=False)
-        # The fused kernels are CPU kernels; on a GPU the networks keep their own forward (see accelerate).
-        return accelerate(model), result, "published checkpoint", None
-    except CheckpointError as err:
-        # The reason (URL, folder, server answer) is one command away: `python -m nflows_tutorial download NAME`.
-        print(f"The published {name!r} checkpoint cannot be had here ({type(err).__name__}).")
-    course = course_checkpoint(name)
-    if course is not None:
-        model, how, run = course
-        print(f"Using the course's own {name!r} checkpoint instead. {how}")
-        return model, {}, "course checkpoint, not the published one", run
-    print(f"Training a short demonstration run instead ({DEMO_RUN}); expect poor numbers and noisy samples.")
-    out_dir = default_out_dir() / "notebook-demo"
-    model, _ = train_flow(
-        name, **DEMO_RUN, importance_samples=1, timing_repeats=0, checkpoint_every=None,
-        out_dir=out_dir, overwrite=True, progress=False,
-    )
-    return model.to(device).eval(), {}, "short demonstration run", run_paths(name, out_dir)["run"]
-
 
 # %% tags=["nbval-ignore-output", "no-slides"]
 models, stored, origin, run_dirs = {}, {}, {}, {}
 for name in MODEL_NAMES:
-    models[name], stored[name], origin[name], run_dirs[name] = get_model(name)
+    if TRAIN_FROM_SCRATCH:
+        out_dir = default_out_dir()
+        model, _ = train_flow(name, out_dir=out_dir, resume=run_paths(name, out_dir)["last"].is_file())
+        models[name], stored[name], origin[name] = model.to(device).eval(), {}, "trained here"
+        run_dirs[name] = run_paths(name, out_dir)["run"]
+        continue
+    try:
+        loaded = load_course_model(name, device)
+    except CheckpointError as err:
+        # Why, with the ways out, is one command away: `python -m nflows_tutorial download NAME`.
+        print(f"Neither the published nor a course {name!r} checkpoint can be had here ({type(err).__name__}).")
+        print(f"Training a short demonstration run instead ({DEMO_RUN}); expect poor numbers and noisy samples.")
+        out_dir = default_out_dir() / "notebook-demo"
+        model, _ = train_flow(
+            name, **DEMO_RUN, importance_samples=1, timing_repeats=0, checkpoint_every=None,
+            out_dir=out_dir, overwrite=True, progress=False,
+        )
+        models[name], stored[name], origin[name] = model.to(device).eval(), {}, "short demonstration run"
+        run_dirs[name] = run_paths(name, out_dir)["run"]
+        continue
+    if loaded.note:
+        print(loaded.note)
+    # The fused kernels are CPU kernels; on a GPU the networks keep their own forward (see accelerate).
+    models[name] = accelerate(loaded.model)
+    stored[name], origin[name], run_dirs[name] = loaded.result, loaded.origin, loaded.run_dir
 for name in MODEL_NAMES:
     print(f"{name:>10}: {origin[name]}")
 
@@ -267,7 +241,7 @@ print(f"{images['val']:,} validation and {images['test']:,} test images, 8 impor
 display(Markdown(results_table(rows)))
 for row in rows:
     name = row["model"]
-    if origin[name] != "published checkpoint":
+    if origin[name] != PUBLISHED_ORIGIN:
         print(f"{name} ({origin[name]}): test {row['test_bpd']:.4f} bpd measured here; "
               f"the published {name} model: {PUBLISHED_TEST_BPD[name]:.3f}")
 

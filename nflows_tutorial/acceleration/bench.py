@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -10,14 +9,15 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from ..analysis.speed import time_calls
+from ..flows.builders import MODEL_NAMES, check_model_name
 
-__all__ = ["add_arguments", "run", "measure", "format_table"]
+__all__ = ["measure", "benchmark", "format_table"]
 
 #: Sizes of the README's speed table: batch 128 for a training step, 64 for likelihood and sampling.
 FULL = {"train_batch": 128, "eval_batch": 64, "repeats": 3}
@@ -47,13 +47,13 @@ def measure(
     """Time one model on one path: training step, likelihood and sampling; peak memory of a training step.
 
     ``accelerated`` puts the model through :func:`~nflows_tutorial.acceleration.accelerate` (with
-    ``compiled``). Meant to run in a fresh process (see :func:`run`), so that the memory high-water
+    ``compiled``). Meant to run in a fresh process (see :func:`benchmark`), so that the memory high-water
     mark belongs to it.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
     from ..flows.builders import create_model
-    from . import accelerate, compilation_works
+    from . import accelerate
 
     torch.manual_seed(0)
     model = create_model(name)
@@ -82,7 +82,7 @@ def measure(
             model.bits_per_dim(eval_imgs)
     return {
         "model": name,
-        "path": ("fast" if compiled and compilation_works() else "fast, eager kernels") if accelerated else "plain",
+        "path": _path_name(accelerated, compiled),
         "train_batch": train_batch,
         "train_images_per_s": train_batch / train_s,
         "train_peak_bytes": peak,
@@ -92,6 +92,15 @@ def measure(
         "sampling_s": sampling_s,
         "likelihood_gflop": counter.get_total_flops() / 1e9,
     }
+
+
+def _path_name(accelerated: bool, compiled: bool) -> str:
+    """How the output names a path: ``plain``, ``accelerated``, or ``accelerated, eager kernels``."""
+    from . import compilation_works
+
+    if not accelerated:
+        return "plain"
+    return "accelerated" if compiled and compilation_works() else "accelerated, eager kernels"
 
 
 def _matmul_gflops() -> float:
@@ -115,95 +124,72 @@ def _loader_images_per_s(batch: int) -> float | None:
     return seen / (time.perf_counter() - start)
 
 
-def _thread_count(text: str) -> int:
-    """A number of CPU threads: a whole number, 1 or more."""
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of threads, 1 or more, got {text!r}")
-    return int(text)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``bench`` options to a command-line parser."""
-    parser.add_argument("--model", nargs="+", default=["simple", "vardeq", "multiscale"], help="models to time")
-    parser.add_argument("--tiny", action="store_true", help="tiny batches, one repeat: proves the bench runs (CI)")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
-    parser.add_argument(
-        "--threads", type=_thread_count, default=None, help="torch CPU threads (default: torch's choice)"
-    )
-    parser.add_argument(
-        "--no-compile",
-        dest="compiled",
-        action="store_false",
-        help="accelerated path with eager pointwise kernels instead of compiled ones",
-    )
-
-
 def _child(name: str, accelerated: bool, sizes: dict[str, int], threads: int | None, compiled: bool) -> dict[str, Any]:
     set_threads = f"torch.set_num_threads({threads}); " if threads else ""
     code = (
-        "import json, sys, torch; from nflows_tutorial.bench import measure; "
+        "import json, sys, torch; from nflows_tutorial.acceleration.bench import measure; "
         f"{set_threads}"
         f"print(json.dumps(measure({name!r}, {accelerated}, compiled={compiled}, **{sizes!r})))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"bench of {name} ({'fast' if accelerated else 'plain'}) failed:\n{done.stderr[-2000:]}")
+        path = "accelerated" if accelerated else "plain"
+        raise RuntimeError(f"bench of {name} ({path}) failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the benchmark and print the table (or JSON). Returns the exit code."""
-    from ..flows.builders import check_model_name
+def benchmark(
+    models: Sequence[str] = MODEL_NAMES, tiny: bool = False, threads: int | None = None, compiled: bool = True
+) -> dict[str, Any]:
+    """Time the plain and the accelerated path of each of ``models``, each in a fresh process.
 
-    try:
-        for name in args.model:
-            check_model_name(name)
-    except ValueError as err:
-        print(f"bench: {err}", file=sys.stderr)
-        return 2
-    sizes = TINY if args.tiny else FULL
+    Returns ``{"machine": ..., "rows": [...]}``: the machine's description and ceilings, and per
+    model the :func:`measure` numbers of both paths. ``tiny`` uses tiny batches and one repeat
+    (it proves the bench runs); ``threads`` sets torch's CPU threads; ``compiled=False`` runs the
+    accelerated path's kernels eagerly.
+    """
+    for name in models:
+        check_model_name(name)
+    sizes = TINY if tiny else FULL
     rows = []
-    for name in args.model:
-        plain = _child(name, False, sizes, args.threads, False)
-        fast = _child(name, True, sizes, args.threads, args.compiled)
-        rows.append({"model": name, "plain": plain, "fast": fast})
+    for name in models:
+        plain = _child(name, False, sizes, threads, False)
+        accelerated = _child(name, True, sizes, threads, compiled)
+        rows.append({"model": name, "plain": plain, "accelerated": accelerated})
     machine = {
         "cpu": platform.processor() or platform.machine(),
-        "threads": args.threads or torch.get_num_threads(),
+        "threads": threads or torch.get_num_threads(),
         "torch": torch.__version__,
         "matmul_gflops": _matmul_gflops(),
         "loader_images_per_s": _loader_images_per_s(sizes["train_batch"]),
         "sizes": sizes,
     }
-    if args.json:
-        print(json.dumps({"machine": machine, "rows": rows}, indent=2))
-        return 0
-    print(format_table(rows, machine))
-    return 0
+    return {"machine": machine, "rows": rows}
 
 
 def format_table(rows: list[dict[str, Any]], machine: dict[str, Any]) -> str:
-    """The benchmark as a text table: plain, fast and their ratio per measurement."""
+    """The benchmark (:func:`benchmark`'s rows and machine) as a text table: plain, accelerated and their ratio."""
     from tabulate import tabulate
 
     def pair(row, key, fmt="{:.2f}", scale=1.0, higher_is_better=False, ratio_word=""):
-        p, f = row["plain"][key] * scale, row["fast"][key] * scale
-        ratio = f / p if higher_is_better else p / f
-        return f"{fmt.format(p)} -> {fmt.format(f)} ({ratio:.2f}x{ratio_word})"
+        p, a = row["plain"][key] * scale, row["accelerated"][key] * scale
+        ratio = a / p if higher_is_better else p / a
+        return f"{fmt.format(p)} -> {fmt.format(a)} ({ratio:.2f}x{ratio_word})"
 
     table = []
     for r in rows:
-        fast = r["fast"]
+        accelerated = r["accelerated"]
         table.append(
             [
                 r["model"],
                 pair(r, "train_images_per_s", fmt="{:.0f}", higher_is_better=True),
-                f"{fast['train_convolution_s']:.2f} of {fast['train_batch'] / fast['train_images_per_s']:.2f}",
+                f"{accelerated['train_convolution_s']:.2f} of "
+                f"{accelerated['train_batch'] / accelerated['train_images_per_s']:.2f}",
                 pair(r, "train_peak_bytes", scale=1 / 2**30, higher_is_better=True, ratio_word=" the memory"),
                 pair(r, "likelihood_s"),
-                f"{fast['likelihood_convolution_s']:.2f} of {fast['likelihood_s']:.2f}",
+                f"{accelerated['likelihood_convolution_s']:.2f} of {accelerated['likelihood_s']:.2f}",
                 pair(r, "sampling_s"),
-                f"{fast['likelihood_gflop'] / fast['likelihood_s']:.0f}",
+                f"{accelerated['likelihood_gflop'] / accelerated['likelihood_s']:.0f}",
             ]
         )
     sizes = machine["sizes"]
@@ -218,9 +204,9 @@ def format_table(rows: list[dict[str, Any]], machine: dict[str, Any]) -> str:
         "likelihood GFLOP/s",
     ]
     loader = machine["loader_images_per_s"]
-    fast_path = rows[0]["fast"]["path"] if rows else "fast"
+    accelerated_path = rows[0]["accelerated"]["path"] if rows else "accelerated"
     footer = (
-        f"plain -> {fast_path} (speed-up); convolution seconds are the fast path's; "
+        f"plain -> {accelerated_path} (speed-up); convolution seconds are the accelerated path's; "
         f"{machine['cpu']}, {machine['threads']} threads, torch {machine['torch']}; "
         f"matmul ceiling {machine['matmul_gflops']:.0f} GFLOP/s; "
         + (f"data loader {loader:,.0f} images/s" if loader else "data loader: MNIST not on disk")

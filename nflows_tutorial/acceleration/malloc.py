@@ -40,4 +40,3 @@ def tune_for_tensors() -> bool:
                     mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
                 )
     return _state
-

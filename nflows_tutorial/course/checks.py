@@ -237,6 +237,20 @@ def _batch_verdict(layer: Layer, z: torch.Tensor, z_out: torch.Tensor, ldj_out: 
     return Verdict.of("batch", holds, detail, cause)
 
 
+def _check_example(example_input: torch.Tensor) -> None:
+    """Refuse an example the checks cannot use: not a float batch of at least 2, or too large for a Jacobian."""
+    if not isinstance(example_input, torch.Tensor) or not example_input.is_floating_point():
+        raise TypeError("example_input must be a float tensor [batch, ...], e.g. torch.randn(4, 2, 4, 4)")
+    if example_input.dim() < 2 or example_input.shape[0] < 2:
+        raise ValueError(f"example_input needs a batch of at least 2 samples, got shape {list(example_input.shape)}")
+    values = example_input[0].numel()
+    if values > MAX_VALUES:
+        raise ValueError(
+            f"example_input has {values} values per sample, so its Jacobian would be {values} x {values}; "
+            f"use a small example of at most {MAX_VALUES} values, e.g. torch.randn(4, 2, 4, 4)"
+        )
+
+
 def check_layer(
     layer: Layer, example_input: torch.Tensor, *, tol: float = 1e-8, strict: bool = True, verbose: bool = True
 ) -> LayerReport:
@@ -256,16 +270,7 @@ def check_layer(
         >>> check_layer(SqueezeFlow(), torch.randn(3, 1, 4, 4), verbose=False).passed
         True
     """
-    if not isinstance(example_input, torch.Tensor) or not example_input.is_floating_point():
-        raise TypeError("example_input must be a float tensor [batch, ...], e.g. torch.randn(4, 2, 4, 4)")
-    if example_input.dim() < 2 or example_input.shape[0] < 2:
-        raise ValueError(f"example_input needs a batch of at least 2 samples, got shape {list(example_input.shape)}")
-    values = example_input[0].numel()
-    if values > MAX_VALUES:
-        raise ValueError(
-            f"example_input has {values} values per sample, so its Jacobian would be {values} x {values}; "
-            f"use a small example of at most {MAX_VALUES} values, e.g. torch.randn(4, 2, 4, 4)"
-        )
+    _check_example(example_input)
     layer64 = _as_float64(layer)
     z = example_input.detach().to(torch.float64)
     report = LayerReport()

@@ -8,7 +8,6 @@ checks it.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import re
@@ -147,10 +146,3 @@ def write_student_copies(out: Path, notebooks: Path | None = None, formats: tupl
             jupytext.write(student, target, fmt="py:percent")
             written.append(target)
     return written
-
-
-def run(args: argparse.Namespace) -> int:
-    """The ``exercises`` command: write the student copies into ``args.out`` and list them."""
-    for path in write_student_copies(args.out, args.notebooks):
-        print(path)
-    return 0

@@ -9,12 +9,10 @@ installed with the package.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.util
 import pkgutil
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -23,12 +21,9 @@ from ..io.paths import CHECKOUT, course_notebooks
 __all__ = [
     "SITE_SOURCES",
     "SiteBuildError",
-    "add_arguments",
     "api_page",
     "build_site",
     "course_pages",
-    "public_modules",
-    "run",
 ]
 
 ROOT = CHECKOUT
@@ -56,11 +51,6 @@ def _module_tree(package: str) -> dict[str, bool]:
         if not any(part.startswith("_") for part in info.name.split(".")):
             found[info.name] = info.ispkg
     return dict(sorted(found.items()))
-
-
-def public_modules(package: str = PACKAGE) -> list[str]:
-    """Every importable module of ``package`` whose name has no part starting with an underscore."""
-    return list(_module_tree(package))
 
 
 def api_page(package: str = PACKAGE) -> str:
@@ -119,26 +109,3 @@ def build_site(out: Path, quiet: bool = True) -> Path:
     if status != 0:
         raise SiteBuildError(f"Sphinx stopped with status {status}: the warnings printed above are errors")
     return out / "index.html"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``site`` command's options."""
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=ROOT / "build" / "site",
-        metavar="DIR",
-        help="folder to write the website into (default: build/site in the checkout)",
-    )
-    parser.add_argument("--verbose", action="store_true", help="show Sphinx's progress, not only its warnings")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Build the website and say where its landing page is; 1 when the build fails."""
-    try:
-        index = build_site(args.out, quiet=not args.verbose)
-    except SiteBuildError as err:
-        print(f"nflows-tutorial site: {err}", file=sys.stderr)
-        return 1
-    print(f"website written to {index.parent}; preview: python -m http.server --directory {index.parent}")
-    return 0

@@ -9,7 +9,6 @@ to them, never from a CDN.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,10 +139,3 @@ def write_decks(out: Path, notebooks: Path | None = None) -> list[Deck]:
         target.write_text(build_deck(nb, _title(nb, source.stem)), encoding="utf-8")
         decks.append(Deck(target, slide_count(nb)))
     return decks
-
-
-def run(args: argparse.Namespace) -> int:
-    """The ``slides`` command: write the decks into ``args.out`` and list them with their slide counts."""
-    for deck in write_decks(args.out, args.notebooks):
-        print(f"{deck.path}  ({deck.slides} slides)")
-    return 0

@@ -102,8 +102,8 @@ def test_accelerated_path_keeps_under_forty_percent_of_the_activations(name):
     model = create_model(name)
     imgs = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.int32)
     plain = activation_bytes(model, imgs)
-    fast = activation_bytes(accelerate(model, compiled=False), imgs)
-    assert fast <= 0.4 * plain, f"{fast / plain:.2f}x"
+    accelerated = activation_bytes(accelerate(model, compiled=False), imgs)
+    assert accelerated <= 0.4 * plain, f"{accelerated / plain:.2f}x"
 
 
 def test_accelerate_can_be_undone_and_leaves_the_weights_alone():
@@ -137,10 +137,10 @@ def ungated_block(self, x):
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager-kernels", "compiled-kernels"])
 def test_an_edited_module_changes_the_accelerated_model_as_it_changes_the_plain_one(monkeypatch, cls, edited, compiled):
     plain = randomized(create_model("vardeq"), scale=0.05)
-    fast = accelerate(copy.deepcopy(plain), compiled=compiled)
+    accelerated = accelerate(copy.deepcopy(plain), compiled=compiled)
     imgs = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.int32)
     before = bpd_and_grads(plain, imgs)
-    assert_same(before, bpd_and_grads(fast, imgs))
+    assert_same(before, bpd_and_grads(accelerated, imgs))
 
     # A fresh function per test: the fallback warning is given once per module code and process.
     monkeypatch.setattr(cls, "forward", lambda self, x: edited(self, x))
@@ -148,19 +148,19 @@ def test_an_edited_module_changes_the_accelerated_model_as_it_changes_the_plain_
     assert (edited_plain[0] - before[0]).abs().max() > 0.1  # the default (plain) model follows the edit
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        edited_fast = bpd_and_grads(fast, imgs)
+        edited_accelerated = bpd_and_grads(accelerated, imgs)
         with torch.no_grad():
-            fast.bits_per_dim(imgs)  # the other route, another shape: no further warning
-            modules_of(fast, GatedConvNet)[-1](torch.randn(2, 1, 14, 14))
+            accelerated.bits_per_dim(imgs)  # the other route, another shape: no further warning
+            modules_of(accelerated, GatedConvNet)[-1](torch.randn(2, 1, 14, 14))
     (warning,) = disagreements(caught)
     assert warning.category is RuntimeWarning
     # Both run the modules now; channels-last weights only sum in another order.
-    assert_same(edited_plain, edited_fast, tol=1e-3)
+    assert_same(edited_plain, edited_accelerated, tol=1e-3)
 
     monkeypatch.undo()  # the original code is checked again, agrees, and runs fused
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert_same(before, bpd_and_grads(fast, imgs))
+        assert_same(before, bpd_and_grads(accelerated, imgs))
     assert not disagreements(caught)
 
 
@@ -310,15 +310,12 @@ def test_process_wide_settings_change_only_when_accelerate_is_called(accelerate_
     assert done.stdout.strip().splitlines()[-1] == expected
 
 
-TEACHING_MODULES = ["masks", "layers", "networks", "prior", "model", "builders"]
+TEACHING_FILES = sorted((Path(nflows_tutorial.__file__).parent / "flows").glob("*.py"))
 
 
-@pytest.mark.parametrize("module", TEACHING_MODULES)
-def test_the_teaching_modules_import_nothing_of_the_accelerated_path(module):
-    root = Path(nflows_tutorial.__file__).parent
-    files = sorted((root / module).glob("*.py")) if (root / module).is_dir() else [root / f"{module}.py"]
-    for file in files:
-        for node in ast.walk(ast.parse(file.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                assert "acceleration" not in (node.module or ""), f"{file.name} imports {node.module}"
-                assert all(alias.name != "acceleration" for alias in node.names), file.name
+@pytest.mark.parametrize("file", TEACHING_FILES, ids=lambda f: f.stem)
+def test_the_teaching_modules_import_nothing_of_the_accelerated_path(file):
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            assert "acceleration" not in (node.module or ""), f"{file.name} imports {node.module}"
+            assert all(alias.name != "acceleration" for alias in node.names), file.name

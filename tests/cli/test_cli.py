@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from nflows_tutorial import cli
+from nflows_tutorial.cli.options import devices, duration
 from nflows_tutorial.io.checkpoints import REGISTRY, load_pretrained, read_checkpoint
 
 from support.cli import run_cli
@@ -22,10 +23,11 @@ def error_lines(stderr: str) -> list[str]:
 
 
 # Bad requests: one line, exit code 2, no traceback ------------------------------------------------------------
+@pytest.mark.subprocess
 def test_help_lists_every_job():
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("evaluate", "train", "sample", "interpolate", "download"):
+    for command in ("evaluate", "train", "sample", "interpolate", "download", "exercises", "slides", "bench", "site"):
         assert command in result.stdout
 
 
@@ -104,9 +106,9 @@ def test_options_lightning_rejects_are_one_line_and_exit_code_2(tmp_path, mnist_
 def test_argument_types():
     from datetime import timedelta
 
-    assert cli._duration("90") == cli._duration("90s") == cli._duration("1:30") == timedelta(seconds=90)
-    assert cli._duration("2h") == cli._duration("00:02:00:00") == timedelta(hours=2)
-    assert cli._devices("auto") == "auto" and cli._devices("2") == 2 and cli._devices("0,1") == [0, 1]
+    assert duration("90") == duration("90s") == duration("1:30") == timedelta(seconds=90)
+    assert duration("2h") == duration("00:02:00:00") == timedelta(hours=2)
+    assert devices("auto") == "auto" and devices("2") == 2 and devices("0,1") == [0, 1]
 
 
 # evaluate --------------------------------------------------------------------------------------------------------
@@ -247,25 +249,3 @@ def test_download_fetches_named_checkpoints_and_reports_the_rest(tmp_path, publi
     assert code == 1  # the multi-scale file is not on this mirror
     assert "simple:" in captured.out and "vardeq:" in captured.out
     assert captured.err.startswith("multiscale: failed")
-
-
-# bench ------------------------------------------------------------------------------------
-def test_a_broken_bench_module_leaves_the_other_commands_working(monkeypatch, capsys):
-    import importlib
-
-    real_import, real_find_spec = importlib.import_module, importlib.util.find_spec
-
-    def failing_import(name, *args):
-        if name.endswith(".bench"):
-            raise ImportError("simulated: bench needs a package that is not installed")
-        return real_import(name, *args)
-
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: object() if name.endswith(".bench") else real_find_spec(name, *a)
-    )
-    monkeypatch.setattr(importlib, "import_module", failing_import)
-    parser = cli.build_parser()
-    assert parser.parse_args(["sample", "--model", "simple", "--out", "x.png"]).command == "sample"
-    args = parser.parse_args(["bench"])
-    assert args.run(args) == 1
-    assert "bench is unavailable" in capsys.readouterr().err

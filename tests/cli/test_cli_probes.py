@@ -16,6 +16,8 @@ import pytest
 import torch
 
 from nflows_tutorial import cli
+from nflows_tutorial.cli.options import duration
+from nflows_tutorial.cli.train import announce_nodes
 from nflows_tutorial.flows.builders import create_model
 from nflows_tutorial.io.checkpoints import REGISTRY
 
@@ -99,9 +101,9 @@ def test_a_folder_named_as_the_output_image_is_a_usage_error(tmp_path, capsys):
 
 
 def test_durations_take_the_common_forms():
-    assert cli._duration("2h15m") == cli._duration("02:15:00") == timedelta(hours=2, minutes=15)
-    assert cli._duration("1d2h3m4s") == timedelta(days=1, hours=2, minutes=3, seconds=4)
-    assert cli._duration("1.5h") == timedelta(minutes=90)
+    assert duration("2h15m") == duration("02:15:00") == timedelta(hours=2, minutes=15)
+    assert duration("1d2h3m4s") == timedelta(days=1, hours=2, minutes=3, seconds=4)
+    assert duration("1.5h") == timedelta(minutes=90)
 
 
 def test_several_machines_without_a_meeting_point_is_a_usage_error(capsys, monkeypatch):
@@ -112,7 +114,7 @@ def test_several_machines_without_a_meeting_point_is_a_usage_error(capsys, monke
     monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")
     monkeypatch.setenv("MASTER_PORT", "29500")
     monkeypatch.setenv("NODE_RANK", "0")
-    cli._announce_nodes(2)
+    announce_nodes(2)
     assert (
         capsys.readouterr().err == "waiting for all 2 machines to join at 10.0.0.1:29500 (node rank 0); Ctrl-C stops\n"
     )
@@ -123,7 +125,10 @@ def test_an_output_image_in_a_read_only_place_is_one_line(tmp_path, capsys, monk
     monkeypatch.setattr(tempfile, "TemporaryFile", permission_denied)
     out = tmp_path / "grid.png"
     line = one_line(["sample", "--model", "simple", "--out", str(out)], capsys, 1)
-    assert line == f"nflows-tutorial sample: cannot write {out} (Permission denied); choose a writable place with --out"
+    assert line == (
+        f"nflows-tutorial sample: cannot write grid.png to {tmp_path} (Permission denied); "
+        "choose a writable folder with --out ..."
+    )
 
 
 def test_a_logs_folder_that_is_a_file_is_one_line(tmp_path, capsys):
@@ -213,6 +218,7 @@ def test_a_full_disk_while_the_final_checkpoint_is_written_is_one_line(tmp_path,
 
 
 # Ctrl-C ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.subprocess
 def test_ctrl_c_in_train_exits_130_without_a_traceback(tmp_path, mnist_root):
     last = tmp_path / "simple" / "checkpoints" / "last.ckpt"
     proc = subprocess.Popen(
@@ -244,6 +250,7 @@ def test_ctrl_c_in_train_exits_130_without_a_traceback(tmp_path, mnist_root):
 
 
 # A model you trained --------------------------------------------------------------------------------------------------
+@pytest.mark.subprocess
 def test_sampling_twice_from_a_folder_holding_your_model_keeps_it(tmp_path, published_dir):
     own = tmp_path / "runs"
     own.mkdir()

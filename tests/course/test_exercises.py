@@ -197,6 +197,7 @@ def execute(copies, mnist_root, published_dir):
     return run
 
 
+@pytest.mark.notebook
 @pytest.mark.parametrize("name", NAMES)
 def test_student_copy_fails_exactly_at_the_exercises(execute, name):
     nb = execute(name)

@@ -167,6 +167,7 @@ def _notebook_pages() -> list[str]:
     return sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9]*.ipynb"))
 
 
+@pytest.mark.browser
 def test_every_course_page_is_built_and_linked(site):
     from nflows_tutorial.course.site import course_pages
 
@@ -176,6 +177,7 @@ def test_every_course_page_is_built_and_linked(site):
     print(f"site built in {site.build_seconds:.1f} s; {len(site.visits)} pages loaded in the browser")
 
 
+@pytest.mark.browser
 def test_pages_load_without_errors_or_outside_requests(site):
     assert not site.outside_requests, f"the site asks the internet for {sorted(set(site.outside_requests))[:5]}"
     problems = {
@@ -186,6 +188,7 @@ def test_pages_load_without_errors_or_outside_requests(site):
     assert not problems, f"pages with console errors or failed requests: {problems}"
 
 
+@pytest.mark.browser
 def test_formulas_are_typeset(site):
     raw = {url: v.raw_tex[:5] for url, v in site.visits.items() if v.raw_tex}
     assert not raw, f"TeX left as text (MathJax did not typeset it): {raw}"
@@ -196,6 +199,7 @@ def test_formulas_are_typeset(site):
         assert facts["typeset"] >= 10, f"{stem}: only {facts['typeset']} typeset formulas"
 
 
+@pytest.mark.browser
 def test_every_image_loads(site):
     broken = {url: v.facts["brokenImages"] for url, v in site.visits.items() if v.facts["brokenImages"]}
     assert not broken, f"images with no natural width: {broken}"
@@ -211,6 +215,7 @@ def _status(url: str) -> int:
         return err.code
 
 
+@pytest.mark.browser
 def test_every_internal_link_resolves(site):
     ids = {url: set(v.facts["ids"]) for url, v in site.visits.items()}
     broken: list[str] = []
@@ -230,6 +235,7 @@ def test_every_internal_link_resolves(site):
     assert not broken, f"{len(broken)} broken internal links, e.g. {broken[:5]}"
 
 
+@pytest.mark.browser
 def test_notebook_pages_link_to_colab_and_their_ipynb(site):
     for stem in _notebook_pages():
         links = site.visits[site.url(f"notebooks/{stem}.html")].facts["links"]
@@ -242,6 +248,7 @@ def test_notebook_pages_link_to_colab_and_their_ipynb(site):
         assert served["cells"] == stored["cells"], f"{stem}: the downloadable notebook is not the stored one"
 
 
+@pytest.mark.browser
 def test_api_reference_documents_every_public_module(site):
     ids = set(site.visits[site.url("api.html")].facts["ids"])
     modules = public_modules()
@@ -251,6 +258,7 @@ def test_api_reference_documents_every_public_module(site):
     assert len(members) > len(modules), f"only {len(members)} documented members for {len(modules)} modules"
 
 
+@pytest.mark.browser
 def test_search_box_finds_squeeze(site):
     page = site.page
     page.goto(site.url("index.html"))
@@ -271,6 +279,7 @@ def _png_size(path: Path) -> tuple[int, int]:
     return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
 
 
+@pytest.mark.browser
 def test_screenshots_of_landing_page_and_squeeze_section(site):
     page, out = site.page, artifacts_dir()
     page.goto(site.url("index.html"))

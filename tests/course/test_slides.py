@@ -122,6 +122,7 @@ SQUEEZE_SLIDE = """() => {
 }"""
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("stem", STEMS)
 def test_deck_in_a_browser(browser, served, stem):
     page = browser.new_page(viewport={"width": 1280, "height": 860})

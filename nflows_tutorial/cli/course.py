@@ -1,0 +1,125 @@
+"""The lecturer's commands: ``exercises``, ``slides`` and ``site`` built from the notebooks, and ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..io.paths import CHECKOUT
+from .options import (
+    Command,
+    UsageError,
+    add_compile,
+    add_json,
+    add_model,
+    chosen_models,
+    number,
+)
+
+__all__ = [
+    "COMMANDS",
+    "add_material_arguments",
+    "run_exercises",
+    "run_slides",
+    "add_site_arguments",
+    "run_site",
+    "add_bench_arguments",
+    "run_bench",
+]
+
+
+@contextmanager
+def _needs_extra(command: str) -> Iterator[None]:
+    """Turn a missing optional package, met while importing what ``command`` needs, into a usage error."""
+    try:
+        yield
+    except ModuleNotFoundError as err:
+        raise UsageError(f"{command} needs {err.name}; install it with: pip install -e '.[test]'") from None
+
+
+def add_material_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``exercises`` and ``slides``: where to write, and which notebooks to build from."""
+    parser.add_argument("--out", type=Path, required=True, help="folder to write into (created when missing)")
+    parser.add_argument(
+        "--notebooks",
+        type=Path,
+        default=None,
+        help="folder of the course notebooks (default: notebooks/ of this checkout)",
+    )
+
+
+def run_exercises(args: argparse.Namespace) -> int:
+    """Write the student copies into ``args.out`` and list them."""
+    with _needs_extra("exercises"):
+        from ..course.exercises import write_student_copies
+    for path in write_student_copies(args.out, args.notebooks):
+        print(path)
+    return 0
+
+
+def run_slides(args: argparse.Namespace) -> int:
+    """Write the decks into ``args.out`` and list them with their slide counts."""
+    with _needs_extra("slides"):
+        from ..course.slides import write_decks
+    for deck in write_decks(args.out, args.notebooks):
+        print(f"{deck.path}  ({deck.slides} slides)")
+    return 0
+
+
+def add_site_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``site`` command's options."""
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=CHECKOUT / "build" / "site",
+        metavar="DIR",
+        help="folder to write the website into (default: build/site in the checkout)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="show Sphinx's progress, not only its warnings")
+
+
+def run_site(args: argparse.Namespace) -> int:
+    """Build the website and say where its landing page is."""
+    from ..course.site import build_site
+
+    index = build_site(args.out, quiet=not args.verbose)
+    print(f"website written to {index.parent}; preview: python -m http.server --directory {index.parent}")
+    return 0
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``bench`` command's options."""
+    add_model(parser, several="time")
+    parser.add_argument("--tiny", action="store_true", help="tiny batches, one repeat: proves the bench runs (CI)")
+    add_json(parser, "the rows")
+    parser.add_argument(
+        "--threads",
+        type=number(int, lambda v: v >= 1, "a number of threads, 1 or more"),
+        default=None,
+        help="torch CPU threads (default: torch's choice)",
+    )
+    add_compile(parser)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark and print its table, or its rows and machine as JSON."""
+    from ..acceleration.bench import benchmark, format_table
+
+    report = benchmark(chosen_models(args), tiny=args.tiny, threads=args.threads, compiled=args.compiled)
+    print(json.dumps(report, indent=2) if args.json else format_table(report["rows"], report["machine"]))
+    return 0
+
+
+_EXERCISES = "student copies of the notebooks: solutions replaced by stubs, their outputs cleared"
+_SLIDES = "one reveal.js deck per notebook, viewable offline"
+_BENCH = "the plain and the accelerated path of each model side by side, on this machine"
+
+COMMANDS = (
+    Command("exercises", f"write {_EXERCISES}", add_material_arguments, run_exercises, f"Write {_EXERCISES}."),
+    Command("slides", f"write {_SLIDES}", add_material_arguments, run_slides, f"Write {_SLIDES}."),
+    Command("bench", f"benchmarks: {_BENCH}", add_bench_arguments, run_bench, f"Benchmarks: {_BENCH}."),
+    Command("site", "build the course website (README, notebooks, API) into a folder", add_site_arguments, run_site),
+)
