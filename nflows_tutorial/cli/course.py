@@ -40,8 +40,17 @@ def _needs_extra(command: str) -> Iterator[None]:
         raise UsageError(f"{command} needs {err.name}; install it with: pip install -e '.[test]'") from None
 
 
+def _add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite files in --out that this command did not write, or that were edited since "
+        "(without it the command refuses and names them)",
+    )
+
+
 def add_material_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``exercises`` and ``slides``: where to write, and which notebooks to build from."""
+    """The options of ``exercises`` and ``slides``: where to write, which notebooks to build from, and --force."""
     parser.add_argument("--out", type=Path, required=True, help="folder to write into (created when missing)")
     parser.add_argument(
         "--notebooks",
@@ -49,13 +58,14 @@ def add_material_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="folder of the course notebooks (default: notebooks/ of this checkout)",
     )
+    _add_force(parser)
 
 
 def run_exercises(args: argparse.Namespace) -> int:
     """Write the student copies into ``args.out`` and list them."""
     with _needs_extra("exercises"):
         from ..course.exercises import write_student_copies
-    for path in write_student_copies(args.out, args.notebooks):
+    for path in write_student_copies(args.out, args.notebooks, force=args.force):
         print(path)
     return 0
 
@@ -64,7 +74,7 @@ def run_slides(args: argparse.Namespace) -> int:
     """Write the decks into ``args.out`` and list them with their slide counts."""
     with _needs_extra("slides"):
         from ..course.slides import write_decks
-    for deck in write_decks(args.out, args.notebooks):
+    for deck in write_decks(args.out, args.notebooks, force=args.force):
         print(f"{deck.path}  ({deck.slides} slides)")
     return 0
 
@@ -79,13 +89,14 @@ def add_site_arguments(parser: argparse.ArgumentParser) -> None:
         help="folder to write the website into (default: build/site in the checkout)",
     )
     parser.add_argument("--verbose", action="store_true", help="show Sphinx's progress, not only its warnings")
+    _add_force(parser)
 
 
 def run_site(args: argparse.Namespace) -> int:
     """Build the website and say where its landing page is."""
     from ..course.site import build_site
 
-    index = build_site(args.out, quiet=not args.verbose)
+    index = build_site(args.out, quiet=not args.verbose, force=args.force)
     print(f"website written to {index.parent}; preview: python -m http.server --directory {index.parent}")
     return 0
 

@@ -17,8 +17,18 @@ from pathlib import Path
 import nbformat
 
 from ..io.paths import course_notebooks
+from .outputs import write_outputs
 
-__all__ = ["EXERCISE_TAG", "CHECK_TAG", "Exercise", "find_exercises", "student_notebook", "write_student_copies"]
+__all__ = [
+    "EXERCISE_TAG",
+    "CHECK_TAG",
+    "Exercise",
+    "find_exercises",
+    "student_notebook",
+    "read_notebook",
+    "read_course_notebooks",
+    "write_student_copies",
+]
 
 EXERCISE_TAG = "exercise"
 CHECK_TAG = "exercise-check"
@@ -115,34 +125,62 @@ def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbfor
     return student
 
 
-def write_student_copies(out: Path, notebooks: Path | None = None, formats: tuple[str, ...] = FORMATS) -> list[Path]:
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    """The notebook in ``path``, or a ``ValueError`` naming the file and what is wrong with it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a notebook: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a notebook: its JSON is a {type(data).__name__}, a notebook's is an object")
+    try:
+        # nbformat.reads only logs a schema violation; validating here makes it an error that names the file.
+        nb = nbformat.convert(nbformat.reader.reads(text), 4)
+        nbformat.validate(nb)
+    # nbformat meets a foreign document with whichever error its converters happen to raise.
+    except (nbformat.ValidationError, ValueError, KeyError, TypeError, AttributeError) as err:
+        where = "/".join(str(part) for part in getattr(err, "absolute_path", []))
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{path}: not a Jupyter notebook: {reason}{f' (at {where})' if where else ''}") from None
+    return nb
+
+
+def read_course_notebooks(folder: Path | None = None) -> list[tuple[Path, nbformat.NotebookNode]]:
+    """Every course notebook of ``folder`` (default: the checkout's), read and validated, in course order."""
+    return [(path, read_notebook(path)) for path in course_notebooks(folder)]
+
+
+def write_student_copies(
+    out: Path, notebooks: Path | None = None, formats: tuple[str, ...] = FORMATS, force: bool = False
+) -> list[Path]:
     """Write a student copy of each course notebook into ``out`` (as ``.ipynb`` and/or ``.py``); return the files.
 
     The exercise numbers must run 1, 2, ... across the notebooks in order, so that a stub's message
-    points at one exercise of the course.
+    points at one exercise of the course. A copy a student may have edited is never overwritten
+    unless ``force``: see :mod:`nflows_tutorial.course.outputs`.
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise ValueError(f"unknown format {', '.join(unknown) or '(none given)'}; choose from {', '.join(FORMATS)}")
-    copies, numbers = [], []
-    for path in course_notebooks(notebooks):
-        nb = nbformat.read(path, as_version=4)
+    files: dict[str, bytes] = {}
+    numbers = []
+    for path, nb in read_course_notebooks(notebooks):
         numbers += [exercise.number for exercise in find_exercises(nb, path.name)]
-        copies.append((path, student_notebook(nb, path.name)))
-    if numbers != list(range(1, len(numbers) + 1)):
-        raise ValueError(f"exercise numbers must run 1..{len(numbers)} across the notebooks in order, found {numbers}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path, student in copies:
+        student = student_notebook(nb, path.name)
         if "ipynb" in formats:
-            target = out / path.name
-            nbformat.write(student, target)
-            written.append(target)
+            files[path.name] = _text_file(nbformat.writes(student))
         if "py" in formats:
             import jupytext
 
-            target = out / path.with_suffix(".py").name
-            jupytext.write(student, target, fmt="py:percent")
-            written.append(target)
-    return written
+            files[path.with_suffix(".py").name] = _text_file(jupytext.writes(student, fmt="py:percent"))
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise ValueError(f"exercise numbers must run 1..{len(numbers)} across the notebooks in order, found {numbers}")
+    return write_outputs(out, files, "exercises", force)
+
+
+def _text_file(text: str) -> bytes:
+    """``text`` as a file holds it: UTF-8, ending with a newline (as nbformat and jupytext write files)."""
+    return (text if text.endswith("\n") else text + "\n").encode("utf-8")

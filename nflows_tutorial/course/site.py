@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from ..io.paths import CHECKOUT, course_notebooks
+from .outputs import output_folder, write_outputs
 
 __all__ = [
     "SITE_SOURCES",
@@ -85,11 +86,13 @@ def _stage(into: Path) -> None:
         shutil.copy2(page, into / "notebooks" / page.name)
 
 
-def build_site(out: Path, quiet: bool = True) -> Path:
+def build_site(out: Path, quiet: bool = True, force: bool = False) -> Path:
     """Build the website into ``out`` (created if missing) and return the path of its landing page.
 
-    Any Sphinx warning fails the build with :class:`SiteBuildError`; the warnings themselves are
-    printed on standard error.
+    Sphinx builds into a temporary folder; only a complete build is copied into ``out``, and files
+    there that this command did not write are never overwritten unless ``force`` (see
+    :mod:`nflows_tutorial.course.outputs`). Any Sphinx warning fails the build with
+    :class:`SiteBuildError`; the warnings themselves are printed on standard error.
     """
     missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
     if missing:
@@ -99,13 +102,15 @@ def build_site(out: Path, quiet: bool = True) -> Path:
         )
     from sphinx.cmd.build import build_main
 
-    out = Path(out).resolve()
+    out = output_folder(Path(out).resolve())
     with tempfile.TemporaryDirectory(prefix="nflows-site-") as work:
-        sources, doctrees = Path(work) / "src", Path(work) / "doctrees"
+        sources, doctrees, html = Path(work) / "src", Path(work) / "doctrees", Path(work) / "html"
         sources.mkdir()
         _stage(sources)
         options = ["-b", "html", "-W", "--keep-going", "-c", str(SITE_SOURCES), "-d", str(doctrees)]
-        status = build_main([*options, *(["-q"] if quiet else []), str(sources), str(out)])
-    if status != 0:
-        raise SiteBuildError(f"Sphinx stopped with status {status}: the warnings printed above are errors")
+        status = build_main([*options, *(["-q"] if quiet else []), str(sources), str(html)])
+        if status != 0:
+            raise SiteBuildError(f"Sphinx stopped with status {status}: the warnings printed above are errors")
+        built = {path.relative_to(html).as_posix(): path for path in sorted(html.rglob("*")) if path.is_file()}
+        write_outputs(out, built, "site", force)
     return out / "index.html"

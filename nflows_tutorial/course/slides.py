@@ -9,14 +9,13 @@ to them, never from a CDN.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
-from ..io.paths import course_notebooks
-from .exercises import CHECK_TAG, EXERCISE_TAG
+from .exercises import CHECK_TAG, EXERCISE_TAG, read_course_notebooks
+from .outputs import output_folder, write_outputs
 
 __all__ = ["EXCLUDED_TAGS", "Deck", "slide_count", "build_deck", "write_decks"]
 
@@ -125,17 +124,30 @@ def _title(nb: nbformat.NotebookNode, fallback: str) -> str:
     return fallback
 
 
-def write_decks(out: Path, notebooks: Path | None = None) -> list[Deck]:
-    """Write ``NN_name.slides.html`` for each course notebook into ``out``, with the assets beside them."""
-    sources = course_notebooks(notebooks)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for folder in ("reveal.js", "mathjax"):
-        shutil.copytree(STATIC / folder, out / ASSETS / folder, dirs_exist_ok=True)
+def _assets() -> dict[str, Path]:
+    """The vendored files the decks load, by their path relative to the decks' folder."""
+    return {
+        f"{ASSETS}/{path.relative_to(STATIC).as_posix()}": path
+        for folder in ("reveal.js", "mathjax")
+        for path in sorted((STATIC / folder).rglob("*"))
+        if path.is_file()
+    }
+
+
+def write_decks(out: Path, notebooks: Path | None = None, force: bool = False) -> list[Deck]:
+    """Write ``NN_name.slides.html`` for each course notebook into ``out``, with the assets beside them.
+
+    Every notebook is read and every deck built before anything is written; files in ``out`` that
+    this command did not write are never overwritten unless ``force``: see
+    :mod:`nflows_tutorial.course.outputs`.
+    """
+    out = output_folder(out)
+    sources = read_course_notebooks(notebooks)
+    files: dict[str, bytes | Path] = {}
     decks = []
-    for source in sources:
-        nb = nbformat.read(source, as_version=4)
-        target = out / f"{source.stem}.slides.html"
-        target.write_text(build_deck(nb, _title(nb, source.stem)), encoding="utf-8")
-        decks.append(Deck(target, slide_count(nb)))
+    for source, nb in sources:
+        name = f"{source.stem}.slides.html"
+        files[name] = build_deck(nb, _title(nb, source.stem)).encode("utf-8")
+        decks.append(Deck(out / name, slide_count(nb)))
+    write_outputs(out, {**_assets(), **files}, "slides", force)
     return decks
