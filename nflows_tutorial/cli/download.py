@@ -22,10 +22,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fetch the checkpoints asked for; list each one fetched, and why each other one failed (then exit 1)."""
-    from ..io.checkpoints import IncompleteDownloadError, download_checkpoints
+    from ..io.checkpoints import (
+        CheckpointError,
+        IncompleteDownloadError,
+        checkpoint_folder_checked,
+        download_checkpoints,
+    )
 
     if args.all == bool(args.names):
         raise UsageError("name the checkpoints to download, or pass --all (not both)")
+    try:
+        checkpoint_folder_checked(args.checkpoint_dir)
+    except CheckpointError as err:
+        # A file given as --checkpoint-dir is a bad request; $PATH_CHECKPOINT naming a file is the machine's state.
+        if args.checkpoint_dir is None:
+            raise
+        raise UsageError(err.spelled(as_flag)) from None
     try:
         fetched, failed = download_checkpoints(args.names or None, args.checkpoint_dir, not args.quiet), {}
     except IncompleteDownloadError as err:

@@ -4,27 +4,33 @@ from __future__ import annotations
 
 import errno
 import os
-import pickle
-import re
 import shutil
 import sys
-import urllib.parse
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..environment import URL_VARIABLE, checkpoint_url_base
-from ..errors import SettingsError
-from ..flows.builders import check_model_name, create_model
+from ..environment import CHECKPOINT_VARIABLE, URL_VARIABLE, checkpoint_folder
+from ..flows.builders import create_model
 from ..flows.model import ImageFlow
 from ..runtime import default_device
+from .checkpoint_files import CheckpointError, load_state_dict_checked, read_checkpoint
 from .download import DownloadError, download_file, sha256_of
 from .files import atomic_write, quarantine
 from .paths import checkpoint_dir as _resolve_dir
+from .registry import (
+    DEFAULT_BASE_URL,
+    OWN_ORIGIN,
+    PUBLISHED_ORIGIN,
+    REGISTRY,
+    PretrainedSpec,
+    checkpoint_url,
+    shows_published_numbers,
+    spec_of,
+)
 
 __all__ = [
     "CheckpointError",
@@ -34,7 +40,10 @@ __all__ = [
     "REGISTRY",
     "DEFAULT_BASE_URL",
     "URL_VARIABLE",
+    "PUBLISHED_ORIGIN",
+    "OWN_ORIGIN",
     "checkpoint_url",
+    "checkpoint_folder_checked",
     "read_checkpoint",
     "load_state_dict_checked",
     "fetch_checkpoint",
@@ -42,12 +51,6 @@ __all__ = [
     "load_pretrained",
     "save_published",
 ]
-
-DEFAULT_BASE_URL = "https://raw.githubusercontent.com/phlippe/saved_models/main/tutorial11/"
-
-
-class CheckpointError(SettingsError, RuntimeError):
-    """A checkpoint is missing, unsafe, corrupt, or belongs to another model; the message says what to do."""
 
 
 class OwnCheckpointWarning(UserWarning):
@@ -76,124 +79,32 @@ class IncompleteDownloadError(CheckpointError):
         return f"{len(self.failed)} of {total} checkpoints could not be fetched{done}.\n\n{details}"
 
 
-@dataclass(frozen=True)
-class PretrainedSpec:
-    """A published checkpoint: its file name and, where known, its size and SHA-256.
-
-    ``max_size`` bounds a download whose size is not known, so a misbehaving server cannot fill the disk.
-    """
-
-    name: str
-    filename: str
-    size: int | None = None
-    sha256: str | None = None
-    max_size: int | None = None
-
-
-REGISTRY: dict[str, PretrainedSpec] = {
-    "simple": PretrainedSpec(
-        "simple", "MNISTFlow_simple.ckpt", 2_321_793, "d5e596723a9c12240f3180615cc76aa29c82dcf3b52bcf03d71f584494ab5e94"
-    ),
-    "vardeq": PretrainedSpec(
-        "vardeq", "MNISTFlow_vardeq.ckpt", 2_660_225, "f571031f2fd719b19e6e23fb32c896b581594b4a690e9377be941b0b51a41791"
-    ),
-    # No size or SHA-256 is recorded for the multi-scale file, so what is verified for it is what the
-    # code checks: a weights_only load whose state dict fits create_multiscale_flow() key for key and
-    # shape for shape, and a download no larger than max_size. Its 1,711,818 float32 weights take
-    # 6.8 MB; the other two files are their weights and little more.
-    "multiscale": PretrainedSpec("multiscale", "MNISTFlow_multiscale.ckpt", max_size=32 * 2**20),
-}
-
-
-def _spec(name: str) -> PretrainedSpec:
-    # Every model the course builds is published, so an unknown name gets the builders' message.
-    return REGISTRY[check_model_name(name)]
-
-
-def checkpoint_url(name: str) -> str:
-    """URL of a published checkpoint; the folder part comes from ``$NFLOWS_TUTORIAL_CHECKPOINT_URL`` if set."""
-    filename = _spec(name).filename
-    base = checkpoint_url_base() or DEFAULT_BASE_URL
-    if urllib.parse.urlsplit(base).scheme not in ("http", "https", "file"):
-        raise CheckpointError(
-            f"{URL_VARIABLE}={base!r} is not a URL. Set it to the folder that serves the .ckpt files, "
-            "starting with https://, http:// or file:// (for a local folder: file:///path/to/folder/), "
-            "or unset it to use the published copies."
-        )
-    return base.rstrip("/") + "/" + filename
-
-
-def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint dict with ``weights_only=True``; refuse files that need arbitrary unpickling."""
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        # torch names the global that the pickle asks to call or build beyond tensors and plain containers
-        # ("Unsupported global: GLOBAL io.open was not an allowed global", "unsupported GLOBAL posix.system
-        # whose module posix is blocked"): that is how a malicious file runs code.
-        unsafe = re.search(r"GLOBAL ([\w.]+\w)", str(err))
-        if unsafe:
-            raise CheckpointError(
-                f"refusing to load {path}: it is unsafe, as it asks to run {unsafe.group(1)} while loading, which only "
-                "an unsafe (weights_only=False) load would do. A checkpoint of this course holds nothing but tensors "
-                "and plain values, so this file is not one of ours: do not load it any other way."
-            ) from None
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (another kind of file, or damaged)") from None
-    except OSError as err:
-        raise CheckpointError(f"cannot read {path} ({err.strerror or err})") from None
-    except (RuntimeError, EOFError) as err:
-        first_line = str(err).splitlines()[0] if str(err) else "the file ends too early"
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint, probably truncated ({first_line})"
-        ) from None
-    except Exception:  # torch's reader meets a file of another kind with KeyError, ValueError, ...
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (another kind of file, or damaged)") from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
-        raise CheckpointError(f"{path} is not a checkpoint of this course: it has no 'state_dict' entry")
-    return ckpt
-
-
-def load_state_dict_checked(model: ImageFlow, state_dict: dict[str, torch.Tensor], name: str) -> None:
-    """Load ``state_dict`` strictly; on mismatch say which model and which key differs first."""
-    own = model.state_dict()
-    bad = [
-        k
-        for k in own.keys() | state_dict.keys()
-        if k not in state_dict or k not in own or own[k].shape != state_dict[k].shape
-    ]
-    if bad:
-        first = min(bad)
-        if first not in state_dict:
-            detail = f"the checkpoint lacks {first!r}"
-        elif first not in own:
-            detail = f"the checkpoint has {first!r}, which the model does not"
-        else:
-            detail = f"{first!r} has shape {list(state_dict[first].shape)}, the model expects {list(own[first].shape)}"
-        raise CheckpointError(f"this checkpoint does not fit the {name!r} model: {detail} ({len(bad)} keys differ)")
-    model.load_state_dict(state_dict, strict=True)
-
-
 def _expected(spec: PretrainedSpec) -> str:
     if spec.sha256 is None:
-        return "size and SHA-256 unknown here; it is checked by loading it into the model"
+        val, test = spec.bpd
+        return (
+            "size and SHA-256 unknown here; it is checked by loading it into the model, and by the numbers "
+            f"stored with it: validation {val:.3f}, test {test:.3f} bpd"
+        )
     size = "" if spec.size is None else f"{spec.size:,} bytes, "
     return f"{size}SHA-256 {spec.sha256}"
 
 
-def _check_fits(spec: PretrainedSpec, path: Path) -> None:
-    """Raise unless ``path`` loads weights-only into a fresh model of ``spec.name``, key for key, shape for shape."""
-    load_state_dict_checked(create_model(spec.name), read_checkpoint(path)["state_dict"], spec.name)
+def _check_fits(spec: PretrainedSpec, path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path``; raise unless it loads weights-only into a fresh ``spec.name`` model, key for key."""
+    ckpt = read_checkpoint(path)
+    load_state_dict_checked(create_model(spec.name), ckpt["state_dict"], spec.name)
+    return ckpt
 
 
 def _is_published(spec: PretrainedSpec, path: Path) -> bool:
-    """Whether ``path`` is the published file, by SHA-256 where it is known and by structure where it is not.
+    """Whether ``path`` is the published file: by SHA-256 where it is known, else by the numbers stored with it.
 
-    A file whose hash is known but differs is the user's own if it fits the model (``False``); one that
+    A file that is not the published one is the user's own if it fits the model (``False``); one that
     cannot be read or does not fit raises :class:`CheckpointError` saying what was expected and found.
     """
     if spec.sha256 is None:
-        _check_fits(spec, path)
-        return True
+        return shows_published_numbers(spec, _check_fits(spec, path).get("result"))
     found = sha256_of(path)
     if found == spec.sha256:
         return True
@@ -207,13 +118,19 @@ def _is_published(spec: PretrainedSpec, path: Path) -> bool:
     return False
 
 
-def _verify_download(spec: PretrainedSpec, part: Path, url: str) -> None:
+def _verify_download(spec: PretrainedSpec, part: Path) -> None:
+    """Raise unless the downloaded file ``part`` fits the model and holds the published numbers."""
     try:
-        _check_fits(spec, part)
+        published = _is_published(spec, part)
     except CheckpointError as err:
         # The temporary file is gone by the time anyone reads this: name what was downloaded instead.
         reason = str(err).replace(str(part), "the downloaded file")
         raise CheckpointError(f"the server sent a file that failed verification: {reason}") from None
+    if not published:
+        raise CheckpointError(
+            f"the server sent a file that failed verification: it fits the {spec.name!r} model, but it is not the "
+            f"published checkpoint ({_expected(spec)})"
+        )
 
 
 def _ways_out(spec: PretrainedSpec, folder: Path, download: bool) -> str:
@@ -229,23 +146,25 @@ def _ways_out(spec: PretrainedSpec, folder: Path, download: bool) -> str:
     )
 
 
-def _cached_problem(spec: PretrainedSpec, path: Path, download: bool) -> str | None:
-    """``None`` when the cached file at ``path`` is to be used as it is; otherwise what is wrong with it.
+def _origin_of_cached(spec: PretrainedSpec, path: Path) -> str:
+    """:data:`PUBLISHED_ORIGIN` or, with an :class:`OwnCheckpointWarning`, :data:`OWN_ORIGIN` for the cached file
+    at ``path``; :class:`CheckpointError` where it is neither (it cannot be read, or does not fit the model)."""
+    if _is_published(spec, path):
+        return PUBLISHED_ORIGIN
+    warnings.warn(
+        f"using {path}: it is not the published {spec.name!r} checkpoint, but it fits the model, so it is taken as "
+        "your own, and the numbers stored with it are yours (move it elsewhere to get the published one)",
+        OwnCheckpointWarning,
+        stacklevel=4,  # the caller of fetch_checkpoint or load_pretrained
+    )
+    return OWN_ORIGIN
 
-    A file that fails verification is moved aside (the returned text says where), so that it can be
-    fetched again; with ``download=False`` it stays and :class:`CheckpointError` says what differs.
+
+def _set_aside(spec: PretrainedSpec, path: Path, problem: CheckpointError, download: bool) -> str:
+    """Move the cached file at ``path``, which failed verification, aside to fetch it again; return what to report.
+
+    With ``download=False`` it stays, and :class:`CheckpointError` says what differs.
     """
-    try:
-        if not _is_published(spec, path):
-            warnings.warn(
-                f"using {path}: it is not the published {spec.name!r} checkpoint, but it fits the model, so it is "
-                "taken as your own (move it elsewhere to get the published one)",
-                OwnCheckpointWarning,
-                stacklevel=3,
-            )
-        return None
-    except CheckpointError as err:
-        problem = err
     if not download:
         raise CheckpointError(
             f"The cached {spec.name!r} checkpoint {path} failed verification: {problem}\n"
@@ -263,7 +182,7 @@ def _cached_problem(spec: PretrainedSpec, path: Path, download: bool) -> str | N
         f"the cached {spec.name!r} checkpoint failed verification ({problem}); moved it to {aside.name} "
         "and downloading it again",
         RuntimeWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
     return f"{problem}; it was moved to {aside}"
 
@@ -285,7 +204,7 @@ def _download(spec: PretrainedSpec, folder: Path, cached_problem: str | None, pr
             sha256=spec.sha256,
             size=spec.size,
             max_size=spec.max_size,
-            verify=None if spec.sha256 else lambda part: _verify_download(spec, part, url),
+            verify=None if spec.sha256 else lambda part: _verify_download(spec, part),
             progress=progress,
         )
     except (DownloadError, CheckpointError) as err:
@@ -300,32 +219,65 @@ def _download(spec: PretrainedSpec, folder: Path, cached_problem: str | None, pr
     return path
 
 
-def fetch_checkpoint(
-    name: str, checkpoint_dir: str | os.PathLike | None = None, download: bool = True, progress: bool = True
-) -> Path:
-    """Return the path of a checkpoint file for model ``name``, downloading the published one on first use.
+def checkpoint_folder_checked(checkpoint_dir: str | os.PathLike | None = None) -> Path:
+    """The checkpoint folder (``checkpoint_dir``, else ``$PATH_CHECKPOINT``, else the project's); it may not exist yet.
 
-    A cached file is checked on every call (SHA-256, or structure where the hash is unknown). One that
-    is not the published file but loads weights-only into the model key for key (one you trained, say)
-    is used as it is, with a warning naming it: it is never renamed, replaced or deleted. One that cannot
-    be read or does not fit the model is moved aside as ``<file>.unverified`` (``.unverified.1``, ...;
-    never over an earlier one) with a warning and fetched again, once; with ``download=False`` it is
-    reported instead. Raises :class:`CheckpointError` with the URL, the folder and how to place the file by hand.
+    Raises :class:`CheckpointError` naming the setting to change where it is a file, not a folder.
     """
-    spec = _spec(name)
     folder = _resolve_dir(checkpoint_dir)
+    if not folder.exists() or folder.is_dir():
+        return folder
+    if checkpoint_dir is not None:
+        raise CheckpointError(
+            "the checkpoint folder in {checkpoint_dir} is a file, not a folder: give the folder that holds "
+            "(or is to hold) the MNISTFlow_<model>.ckpt files",
+            checkpoint_dir=checkpoint_dir,
+        )
+    what = f"the checkpoint folder {folder.absolute()} is a file, not a folder"
+    if checkpoint_folder() is not None:
+        raise CheckpointError(f"{what}: set {CHECKPOINT_VARIABLE} to the folder that holds the checkpoints")
+    raise CheckpointError(f"{what}: move that file away, or set {CHECKPOINT_VARIABLE} to another folder")
+
+
+def _fetch(name: str, checkpoint_dir: str | os.PathLike | None, download: bool, progress: bool) -> tuple[Path, str]:
+    """:func:`fetch_checkpoint`'s path, with where the file comes from (:data:`PUBLISHED_ORIGIN`, :data:`OWN_ORIGIN`)."""
+    spec = spec_of(name)
+    folder = checkpoint_folder_checked(checkpoint_dir)
     path = folder / spec.filename
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path.absolute()} is a folder, where the {name!r} checkpoint file should be: move that folder away or "
+            "rename it (nothing in it is used), then run this again"
+        )
     cached_problem = None
     if path.is_file():
-        cached_problem = _cached_problem(spec, path, download)
-        if cached_problem is None:
-            return path
+        try:
+            return path, _origin_of_cached(spec, path)
+        except CheckpointError as err:
+            cached_problem = _set_aside(spec, path, err, download)
     elif not download:
         raise CheckpointError(
             f"No {name!r} checkpoint in {folder.absolute()}, and {{download}}.\n{_ways_out(spec, folder, download)}",
             download=False,
         )
-    return _download(spec, folder, cached_problem, progress)
+    return _download(spec, folder, cached_problem, progress), PUBLISHED_ORIGIN
+
+
+def fetch_checkpoint(
+    name: str, checkpoint_dir: str | os.PathLike | None = None, download: bool = True, progress: bool = True
+) -> Path:
+    """Return the path of a checkpoint file for model ``name``, downloading the published one on first use.
+
+    A cached file is checked on every call (SHA-256, or, where the hash is unknown, structure and the
+    numbers stored with it). One that is not the published file but loads weights-only into the model
+    key for key (one you trained, say) is used as it is, with an :class:`OwnCheckpointWarning` naming it:
+    it is never renamed, replaced or deleted. One that cannot be read or does not fit the model is moved
+    aside as ``<file>.unverified`` (``.unverified.1``, ...; never over an earlier one) with a warning and
+    fetched again, once; with ``download=False`` it is reported instead. Raises :class:`CheckpointError`
+    with the URL, the folder and how to place the file by hand, and in one line where the folder is a file
+    or the checkpoint's name is taken by a folder.
+    """
+    return _fetch(name, checkpoint_dir, download, progress)[0]
 
 
 def download_checkpoints(
@@ -334,14 +286,16 @@ def download_checkpoints(
     """Fill the checkpoint cache: fetch and verify the named models (``None``: all of them).
 
     Returns each model's verified file, in the order asked. An unknown name raises ``ValueError``
-    before anything is downloaded. Every name is tried even when an earlier one fails; then
-    :class:`IncompleteDownloadError` lists each failure with its way out.
+    before anything is downloaded, and a folder that is a file a :class:`CheckpointError`. Every name
+    is tried even when an earlier one fails; then :class:`IncompleteDownloadError` lists each failure
+    with its way out.
     """
     if isinstance(names, str):
         names = [names]
     chosen = list(dict.fromkeys(REGISTRY if names is None else names))
     for name in chosen:
-        _spec(name)
+        spec_of(name)
+    checkpoint_folder_checked(checkpoint_dir)  # a file given as the folder is one error, not one per model
     fetched: dict[str, Path] = {}
     failed: dict[str, CheckpointError] = {}
     for name in chosen:
@@ -362,18 +316,22 @@ def load_pretrained(
     progress: bool = True,
 ) -> tuple[ImageFlow, dict[str, Any]]:
     """Return ``(model, result)`` for a published checkpoint: the model in eval mode on ``device``
-    (default: :func:`default_device`), and the result dict stored with it (``{}`` when it has none).
+    (default: :func:`default_device`), and the result dict stored with it (``{}`` where it has none), with an
+    ``origin`` entry added.
 
     The file is looked up in ``checkpoint_dir`` (default ``$PATH_CHECKPOINT`` or
     ``<project>/saved_models/tutorial11``) and downloaded from ``checkpoint_url(name)`` when missing;
-    see :func:`fetch_checkpoint` for verification and errors.
+    see :func:`fetch_checkpoint` for verification and errors. ``result["origin"]`` says whose numbers the
+    others are: :data:`PUBLISHED_ORIGIN`, or :data:`OWN_ORIGIN` for a file in the cache that fits the model
+    but is not the published one (then an :class:`OwnCheckpointWarning` says so too).
     """
-    path = fetch_checkpoint(name, checkpoint_dir, download=download, progress=progress)
+    path, origin = _fetch(name, checkpoint_dir, download, progress)
     ckpt = read_checkpoint(path)  # onto the CPU first: the published tensors were saved on a GPU
     model = create_model(name)
     load_state_dict_checked(model, ckpt["state_dict"], name)
     model.to(default_device() if device is None else device).eval()
-    return model, dict(ckpt.get("result") or {})
+    stored = ckpt.get("result")
+    return model, {**(stored if isinstance(stored, dict) else {}), "origin": origin}
 
 
 def save_published(model: ImageFlow, result: dict[str, Any], path: Path) -> None:

@@ -18,12 +18,17 @@ from ..environment import COURSE_CHECKPOINTS_VARIABLE, course_checkpoints_folder
 from ..flows.builders import create_model
 from ..flows.model import ImageFlow
 from ..runtime import default_device
-from .checkpoints import CheckpointError, load_pretrained, load_state_dict_checked, read_checkpoint
+from .checkpoints import (
+    OWN_ORIGIN,
+    PUBLISHED_ORIGIN,
+    CheckpointError,
+    load_pretrained,
+    load_state_dict_checked,
+    read_checkpoint,
+)
 
-__all__ = ["PUBLISHED_ORIGIN", "COURSE_ORIGIN", "CourseModel", "load_course_model"]
+__all__ = ["PUBLISHED_ORIGIN", "OWN_ORIGIN", "COURSE_ORIGIN", "CourseModel", "load_course_model"]
 
-#: :attr:`CourseModel.origin` of a model loaded from its published checkpoint.
-PUBLISHED_ORIGIN = "published checkpoint"
 #: :attr:`CourseModel.origin` of a model loaded from the course's own checkpoint.
 COURSE_ORIGIN = "course checkpoint, not the published one"
 
@@ -33,11 +38,12 @@ class CourseModel:
     """A trained model of the course, with where it came from.
 
     ``model`` is in eval mode on the device asked for. ``result`` holds the numbers stored with the
-    published checkpoint (``{}`` for a course checkpoint, which stores none). ``origin`` is
-    :data:`PUBLISHED_ORIGIN` or :data:`COURSE_ORIGIN`. ``run_dir`` is the folder of the training run behind the
-    model (its logs), where one was kept: ``None`` for a published checkpoint. ``note`` says, in two
-    lines, why the model is not the published one and how it was made, for the caller to show; ``""`` for the
-    published one.
+    checkpoint (``{}`` for a course checkpoint, which stores none). ``origin`` says whose they are:
+    :data:`PUBLISHED_ORIGIN`, :data:`OWN_ORIGIN` (a checkpoint of the user's own in the checkpoint cache,
+    taken in place of the published one) or :data:`COURSE_ORIGIN`. ``run_dir`` is the folder of the training
+    run behind a course checkpoint (its logs), where one was kept, else ``None``. ``note`` says why the model
+    is not the published one (and for a course checkpoint how it was made), for the caller to show; ``""``
+    for the published one.
     """
 
     model: ImageFlow
@@ -96,7 +102,8 @@ def load_course_model(
     """The trained ``name`` model: the published checkpoint, else the course's own checkpoint.
 
     The published checkpoint comes from :func:`load_pretrained` (``checkpoint_dir``, ``download`` and
-    ``progress`` go to it; it downloads and verifies the file). Where it cannot be had, the model is
+    ``progress`` go to it; it downloads and verifies the file, and takes a file of the user's own in the
+    cache, with a warning: then :attr:`CourseModel.origin` is :data:`OWN_ORIGIN`). Where it cannot be had, the model is
     read from ``MNISTFlow_<name>.ckpt`` in ``course_folder`` (default
     ``$NFLOWS_TUTORIAL_COURSE_CHECKPOINTS``; no folder, no course checkpoint) with the same strict,
     weights-only reader, and :attr:`CourseModel.note` says so, with the "How it was made" bullet of the
@@ -111,9 +118,12 @@ def load_course_model(
         model, result = load_pretrained(
             name, checkpoint_dir=checkpoint_dir, download=download, device=device, progress=progress
         )
-        return CourseModel(model, result, PUBLISHED_ORIGIN, None, "")
     except CheckpointError as err:
         published = err
+    else:
+        origin = result.pop("origin")
+        own = f"The {name!r} checkpoint in the cache is your own, not the published one: its stored numbers are yours."
+        return CourseModel(model, result, origin, None, "" if origin == PUBLISHED_ORIGIN else own)
     folder = course_checkpoints_folder() if course_folder is None else Path(course_folder)
     path = None if folder is None else folder / f"MNISTFlow_{name}.ckpt"
     if path is None or not path.is_file():

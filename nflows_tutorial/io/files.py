@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +20,8 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Give a temporary path beside ``path`` to write to; when the block ends without an error, rename
     it onto ``path`` in one step. On an error the temporary file is removed and ``path`` is untouched.
 
-    The temporary file is ``.<name>.<random>.part`` in the same folder (so the rename never crosses file systems).
+    The temporary file is ``.<name>.<random>.part`` in the same folder (so the rename never crosses file systems);
+    ``path`` ends up with the permissions the umask gives a new file (0644 under the usual umask 022).
 
     Example:
         >>> import tempfile, pathlib
@@ -31,13 +32,28 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         '1 2 3'
     """
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=PARTIAL_SUFFIX, dir=target.parent)
-    os.close(fd)
+    tmp = _create_beside(target)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, target)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+
+
+def _create_beside(target: Path) -> Path:
+    """Create an empty, new ``.<name>.<random>.part`` file beside ``target`` and return its path.
+
+    Created with mode 0666 so that the umask decides the permissions, as for any file ``open()``
+    creates (``mkstemp`` would give 0600, and the rename keeps a file's mode: a lecturer's
+    checkpoints on a shared course server would then be unreadable by the class).
+    """
+    while True:
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:  # another writer drew the same name: draw again
+            continue
+        return tmp
 
 
 def quarantine(path: Path) -> Path:

@@ -16,6 +16,8 @@ from nflows_tutorial.flows.builders import MODEL_NAMES, create_model
 from nflows_tutorial.io import download
 from nflows_tutorial.io.checkpoints import (
     DEFAULT_BASE_URL,
+    OWN_ORIGIN,
+    PUBLISHED_ORIGIN,
     REGISTRY,
     CheckpointError,
     IncompleteDownloadError,
@@ -36,11 +38,15 @@ VARDEQ = REGISTRY["vardeq"].filename
 MULTISCALE = REGISTRY["multiscale"].filename
 
 
+# The result dict of the published multi-scale checkpoint as far as it is known: the tutorial's entries, its numbers.
+MULTISCALE_RESULT = {"test": [{"test_bpd": 1.0204}], "val": [{"test_bpd": 1.0223}], "time": 0.023, "samp_time": 0.015}
+
+
 @pytest.fixture(scope="module")
 def multiscale_ckpt(tmp_path_factory) -> Path:
-    """A stand-in for the unpublished multi-scale checkpoint: right structure, random weights."""
+    """A stand-in for the multi-scale checkpoint that is not mirrored here: right structure and numbers, random weights."""
     path = tmp_path_factory.mktemp("multiscale") / MULTISCALE
-    torch.save({"state_dict": create_model("multiscale").state_dict(), "result": {"test_bpd": 1.5}}, path)
+    torch.save({"state_dict": create_model("multiscale").state_dict(), "result": MULTISCALE_RESULT}, path)
     return path
 
 
@@ -205,7 +211,7 @@ def test_a_checkpoint_you_trained_is_used_as_it_is_and_never_moved(
     for _ in range(2):  # twice: a second run must not lose what the first kept
         with pytest.warns(OwnCheckpointWarning, match=rf"using {cache / SIMPLE}: it is not the published 'simple'"):
             model, result = load_pretrained("simple", download=download_allowed, device="cpu", progress=False)
-        assert result == {"test_bpd": 3.0}
+        assert result == {"test_bpd": 3.0, "origin": OWN_ORIGIN}
         assert torch.equal(model.state_dict()["flows.1.network.nn.0.weight"], own["flows.1.network.nn.0.weight"])
     assert server.requests == []
     assert files_in(cache) == [SIMPLE]
@@ -279,13 +285,13 @@ def test_a_plain_pickle_is_refused_too(tmp_path):
     assert not marker.exists()
 
 
-# --- the multi-scale checkpoint: verified by structure ---------------------------------------
+# --- the multi-scale checkpoint: verified by structure and its numbers ---------------------------------------
 
 
 def test_multiscale_without_a_hash_is_verified_by_structure(server, cache, multiscale_ckpt, files_in):
     server.add(MULTISCALE, multiscale_ckpt)
     model, result = load_pretrained("multiscale", device="cpu", progress=False)
-    assert result == {"test_bpd": 1.5}
+    assert result == {**MULTISCALE_RESULT, "origin": PUBLISHED_ORIGIN}
     expected = torch.load(multiscale_ckpt, weights_only=True)["state_dict"]
     assert all(torch.equal(value, expected[key]) for key, value in model.state_dict().items())
     assert files_in(cache) == [MULTISCALE]

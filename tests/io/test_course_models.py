@@ -67,7 +67,7 @@ def test_offline_the_course_checkpoint_stands_in(monkeypatch, course_folder, cac
     assert loaded.result == {}
     assert loaded.run_dir == course_folder / "run" / "simple"
     assert loaded.note == (
-        "The published 'simple' checkpoint cannot be had here (CheckpointError). "
+        "The published 'simple' checkpoint cannot be had here (CheckpointError).\n"
         f"Using the course's own 'simple' checkpoint instead. {HOW}"
     )
     assert not loaded.model.training and next(loaded.model.parameters()).device.type == "cpu"
