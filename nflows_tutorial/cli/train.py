@@ -15,6 +15,7 @@ from .options import (
     add_compile,
     add_model,
     add_report,
+    as_flag,
     devices,
     duration,
     positive_float,
@@ -31,7 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model(parser)
     parser.add_argument("--epochs", type=positive_int, default=200, help="maximum number of epochs (default: 200)")
     parser.add_argument("--batch-size", type=positive_int, default=128, help="training images per step (default: 128)")
-    parser.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    parser.add_argument(
+        "--lr",
+        type=positive_float,
+        default=None,
+        help="Adam learning rate (default: 1e-3; with --resume, the run's own, and another value than the run "
+        "began with replaces it from there on)",
+    )
     parser.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many optimizer steps")
     parser.add_argument(
         "--max-time", type=duration, default=None, help="stop after this long: 90s, 30m, 2h15m or DD:HH:MM:SS"
@@ -69,13 +76,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train, then print the run's numbers and where its checkpoint went."""
+    """Train, then print the run's numbers and where its checkpoint went.
+
+    An interrupted run says in one line whether it can be resumed, and exits with 128 + the signal's number.
+    """
     from ..analysis.results import results_table
-    from ..training import TrainerSettings, train_flow
+    from ..training import TrainingInterrupted
     from ..training.run_folder import run_paths
 
     if args.num_nodes > 1:
         announce_nodes(args.num_nodes)
+    try:
+        result = _train(args)
+    except TrainingInterrupted as stop:
+        say(stop.advice(as_flag))
+        return 128 + stop.signum
+    if not result:  # a secondary process of a multi-process run: the first one reports
+        return 0
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(results_table([_table_row(args.model, result)], fmt=args.format))
+    print(f"trained {result['global_step']} steps; wrote {run_paths(args.model, args.out_dir)['published']}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> dict[str, Any]:
+    """Run :func:`~nflows_tutorial.training.train_flow` as the options say and return its result."""
+    from ..training import TrainerSettings, train_flow
+
     _, result = train_flow(
         args.model,
         compiled=args.compiled,
@@ -96,14 +125,7 @@ def run(args: argparse.Namespace) -> int:
         timing_repeats=args.repeats if args.timing else 0,
         progress=not args.quiet,
     )
-    if not result:  # a secondary process of a multi-process run: the first one reports
-        return 0
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-    print(results_table([_table_row(args.model, result)], fmt=args.format))
-    print(f"trained {result['global_step']} steps; wrote {run_paths(args.model, args.out_dir)['published']}")
-    return 0
+    return result
 
 
 def _table_row(name: str, result: dict[str, Any]) -> dict[str, Any]:

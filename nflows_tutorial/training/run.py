@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -23,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from ..acceleration import accelerate
 from ..analysis.results import EVAL_BATCH_SIZE, final_test
-from ..flows.builders import create_model
+from ..flows.builders import check_model_name, create_model
 from ..flows.model import ImageFlow
 from ..io.checkpoints import read_checkpoint, save_published
 from ..io.mnist import ImageDataset, load_mnist, make_loader
@@ -34,12 +33,18 @@ from .callbacks import (
     TrackTrainingData,
     checkpoint_callbacks,
 )
+from .checks import as_timedelta, check_counts, check_settings
 from .errors import TrainingError
+from .resume import SetLearningRate, check_resumable, resumed_learning_rate
 from .run_folder import check_writable, prepare_checkpoint_dir, run_paths, space_needed
+from .run_lock import run_folder_lock
+from .stopping import interrupted_at, stops_on_interrupt
 
 __all__ = ["train_flow", "make_trainer", "TrainerSettings", "quiet_lightning"]
 
 GRADIENT_CLIP = 1.0
+#: Adam's learning rate when a new run is not given one.
+DEFAULT_LR = 1e-3
 
 #: The ``precision`` values ``pytorch_lightning.Trainer`` accepts as text: ``"32-true"`` (the course's
 #: default), ``"bf16-mixed"``, ..., and the short aliases ``"64"``, ``"32"``, ``"16"``, ``"bf16"``.
@@ -74,42 +79,15 @@ class TrainerSettings:
     precision: Precision = "32-true"
 
     def __post_init__(self) -> None:
-        _check_counts(num_nodes=self.num_nodes)
+        check_counts(num_nodes=self.num_nodes)
 
 
-def _timedelta(max_time: timedelta | float | str | None) -> timedelta | str | None:
-    if isinstance(max_time, (int, float)):
-        if max_time <= 0:
-            raise ValueError(f"max_time must be positive, got {max_time} seconds")
-        return timedelta(seconds=max_time)
-    return max_time
-
-
-def _check_counts(**counts: int | None) -> None:
-    for label, value in counts.items():
-        if value is not None and value < 1:
-            raise ValueError(f"{label} must be positive, got {value}")
-
-
-def _check_settings(lr: float, limit: int | None, batch_size: int, timing_repeats: int) -> None:
-    """Refuse settings no run can use, naming the parameter."""
-    if timing_repeats < 0:
-        raise ValueError(f"timing_repeats must be 0 (no timing) or more, got {timing_repeats}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a positive number, got {lr}")
-    if limit is not None and limit < batch_size:
-        raise ValueError(
-            f"limit ({limit}) is smaller than batch_size ({batch_size}), and incomplete training batches are "
-            f"dropped, so there would be nothing to train on; raise limit or lower batch_size"
-        )
-
-
-def _model_and_name(name_or_model: str | ImageFlow, name: str | None) -> tuple[ImageFlow, str]:
+def _run_name(name_or_model: str | ImageFlow, name: str | None) -> str:
     if isinstance(name_or_model, str):
-        return create_model(name_or_model), name or name_or_model
+        return name or name_or_model
     if name is None:
         raise ValueError("give the run a name (name=...) when passing a model instance")
-    return name_or_model, name
+    return name
 
 
 class _DropAdvertising(logging.Filter):
@@ -153,13 +131,14 @@ def make_trainer(
     checkpoint_every: int | None = 200,
     progress: bool = True,
     settings: TrainerSettings = TrainerSettings(),
+    extra_callbacks: Sequence[pl.Callback] = (),
 ) -> tuple[pl.Trainer, ModelCheckpoint]:
     """The Lightning ``Trainer`` of a course run, and its callback that keeps the best-``val_bpd`` checkpoint.
 
     ``paths`` come from :func:`~.run_folder.run_paths`. The trainer clips gradients to norm 1, stops
     at ``epochs`` (or ``max_steps`` / ``max_time``), keeps ``last.ckpt`` for resuming, logs to
     ``paths["run"] / "logs"`` (a ``metrics.csv`` per start) and stops on a non-finite loss.
-    ``settings`` say on which devices and in which precision.
+    ``settings`` say on which devices and in which precision; ``extra_callbacks`` join the course's own.
     """
     best, *writers = checkpoint_callbacks(paths["checkpoints"], checkpoint_every)
     try:
@@ -169,7 +148,7 @@ def make_trainer(
                 default_root_dir=str(paths["run"]),
                 max_epochs=epochs,
                 max_steps=-1 if max_steps is None else max_steps,
-                max_time=_timedelta(max_time),
+                max_time=as_timedelta(max_time),
                 gradient_clip_val=GRADIENT_CLIP,
                 callbacks=[
                     StopOnNonFiniteLoss(paths["last"]),
@@ -177,6 +156,7 @@ def make_trainer(
                     best,
                     *writers,
                     LearningRateMonitor("epoch"),
+                    *extra_callbacks,
                 ],
                 logger=CSVLogger(save_dir=str(paths["run"]), name="logs"),
                 plugins=[AtomicCheckpointIO()],
@@ -196,7 +176,7 @@ def train_flow(
     name: str | None = None,
     epochs: int = 200,
     batch_size: int = 128,
-    lr: float = 1e-3,
+    lr: float | None = None,
     max_steps: int | None = None,
     max_time: timedelta | float | str | None = None,
     limit: int | None = None,
@@ -214,14 +194,17 @@ def train_flow(
 ) -> tuple[ImageFlow, dict[str, Any]]:
     """Train a flow as the course does and return ``(model, result)``.
 
-    Adam (``lr``) with the learning rate multiplied by 0.99 after every epoch, gradients clipped to
-    norm 1, ``batch_size`` images per step from the 50,000 training images, the 10,000 validation
-    images checked after every epoch. ``limit`` keeps only the first images of every split (for
+    Adam (``lr``, default 1e-3) with the learning rate multiplied by 0.99 after every epoch, gradients
+    clipped to norm 1, ``batch_size`` images per step from the 50,000 training images (a larger batch
+    is refused), the 10,000 validation images checked after every epoch. ``limit`` keeps only the first images of every split (for
     quick runs); ``max_steps`` / ``max_time`` stop early.
 
     Under ``out_dir / name`` Lightning keeps ``checkpoints/last.ckpt`` (written every
     ``checkpoint_every`` steps and after every epoch; ``resume=True`` continues from it with the
-    optimizer and scheduler state), the best-``val_bpd`` checkpoint and the logs. After training the
+    optimizer and scheduler state, at the stored learning rate unless ``lr`` asks for another than the
+    run began with: then at ``lr``, with a warning), the best-``val_bpd`` checkpoint and the logs. One
+    run at a time uses ``out_dir / name``: while a live run holds its lock file, another raises
+    :class:`~.errors.RunFolderInUseError` and changes nothing there. After training the
     best weights are tested with ``importance_samples`` draws on the validation and test splits, and
     ``out_dir / MNISTFlow_<name>.ckpt`` is written in the published format (``state_dict`` and
     ``result``; speeds are medians of ``timing_repeats`` timed batches of 64, none if 0), which
@@ -233,13 +216,20 @@ def train_flow(
     ``accelerated`` puts the model through :func:`~nflows_tutorial.acceleration.accelerate` (same
     numbers; ``compiled`` as there): for training when the run computes on the CPU, where the kernels
     save time and memory, and for the final test. The returned model stays accelerated.
+
+    Ctrl-C or SIGTERM stops the run with :class:`~.errors.TrainingInterrupted`, which says whether
+    there is a checkpoint to resume from.
     """
     request = _Request(**locals())  # the arguments above, by name
-    run = _prepare(request)
-    _fit(run)
-    if not run.trainer.is_global_zero:
-        return run.model, {}
-    return run.model, _finish(run)
+    _check_request(request)
+    paths = run_paths(_run_name(request.name_or_model, request.name), request.out_dir)
+    check_writable(paths["run"], 0)
+    with stops_on_interrupt(paths["last"]), run_folder_lock(paths["run"]):
+        run = _prepare(request, paths)
+        _fit(run)
+        if not run.trainer.is_global_zero:
+            return run.model, {}
+        return run.model, _finish(run)
 
 
 @dataclass(frozen=True)
@@ -250,7 +240,7 @@ class _Request:
     name: str | None
     epochs: int
     batch_size: int
-    lr: float
+    lr: float | None
     max_steps: int | None
     max_time: timedelta | float | str | None
     limit: int | None
@@ -282,20 +272,28 @@ class _Run:
     resume_from: Path | None
 
 
-def _prepare(request: _Request) -> _Run:
-    """Check the request, build the model, check its run folder, load the data and set up the trainer."""
-    r = request
-    _check_counts(epochs=r.epochs, batch_size=r.batch_size, importance_samples=r.importance_samples)
-    _check_counts(max_steps=r.max_steps, limit=r.limit, checkpoint_every=r.checkpoint_every)
-    _check_settings(r.lr, r.limit, r.batch_size, r.timing_repeats)
-    pl.seed_everything(r.seed, verbose=False)  # first: the initial weights are drawn when the model is built
-    model, name = _model_and_name(r.name_or_model, r.name)
-    model.lr = r.lr
+def _check_request(r: _Request) -> None:
+    """Refuse, before anything is read or written, a request no run can serve."""
+    if isinstance(r.name_or_model, str):
+        check_model_name(r.name_or_model)
+    check_counts(epochs=r.epochs, batch_size=r.batch_size, importance_samples=r.importance_samples)
+    check_counts(max_steps=r.max_steps, limit=r.limit, checkpoint_every=r.checkpoint_every)
+    check_settings(r.lr, r.limit, r.batch_size, r.timing_repeats)
 
-    paths = run_paths(name, r.out_dir)
+
+def _prepare(r: _Request, paths: dict[str, Path]) -> _Run:
+    """Build the model, check its run folder and the checkpoint to resume from, load the data, set up the trainer."""
+    pl.seed_everything(r.seed, verbose=False)  # first: the initial weights are drawn when the model is built
+    name = _run_name(r.name_or_model, r.name)
+    model = create_model(r.name_or_model) if isinstance(r.name_or_model, str) else r.name_or_model
+    model.lr = DEFAULT_LR if r.lr is None else r.lr
+
     check_writable(paths["checkpoints"], space_needed(model))
     check_writable(paths["run"] / "logs", 0)
     resume_from = prepare_checkpoint_dir(paths, r.resume, r.overwrite)
+    new_lr = None
+    if resume_from is not None:
+        new_lr = resumed_learning_rate(check_resumable(resume_from, model, name), r.lr, model.lr_gamma)
 
     train_set, val_set = load_mnist("train"), load_mnist("val")
     if r.limit is not None:
@@ -313,6 +311,7 @@ def _prepare(request: _Request) -> _Run:
         checkpoint_every=r.checkpoint_every,
         progress=r.progress,
         settings=r.settings,
+        extra_callbacks=() if new_lr is None else (SetLearningRate(new_lr),),
     )
     if r.accelerated and trainer.strategy.root_device.type == "cpu":
         accelerate(model, compiled=r.compiled)  # CPU kernels: a GPU run trains faster on the networks' own forward
@@ -330,7 +329,8 @@ def _prepare(request: _Request) -> _Run:
 
 
 def _fit(run: _Run) -> None:
-    """Train, from the checkpoint to resume from if any; Ctrl-C comes out as ``KeyboardInterrupt``."""
+    """Train, from the checkpoint to resume from if any; Ctrl-C comes out as ``KeyboardInterrupt``, a SIGTERM
+    that Lightning stopped on as :class:`~.errors.TrainingInterrupted`."""
     trainer = run.trainer
     resume_from = str(run.resume_from) if run.resume_from else None
     sigint = signal.getsignal(signal.SIGINT)
@@ -338,9 +338,12 @@ def _fit(run: _Run) -> None:
         with quiet_lightning():
             trainer.fit(run.model, run.train_batches, run.val_loader, ckpt_path=resume_from)
     except SystemExit:
-        # Lightning answers Ctrl-C by saving what it can and calling sys.exit(1): make it an interrupt again.
+        # Lightning answers Ctrl-C by saving what it can and calling sys.exit(1), and SIGTERM with its own
+        # SystemExit: make either an interrupt again.
         if not trainer.interrupted:
             raise
+        if trainer.received_sigterm:
+            raise interrupted_at(run.paths["last"], signal.SIGTERM) from None
         raise KeyboardInterrupt from None
     finally:
         if sigint is not None and threading.current_thread() is threading.main_thread():

@@ -129,7 +129,7 @@ def test_resume_needs_a_last_checkpoint_and_a_new_run_will_not_overwrite_one(tmp
 
 
 def test_bad_counts_are_refused():
-    with pytest.raises(ValueError, match=r"limit .* smaller than batch_size"):
+    with pytest.raises(ValueError, match=r"batch_size=8 asks for more images per step than limit=4 leaves"):
         train_flow("simple", limit=4, batch_size=8)
     with pytest.raises(ValueError, match="max_steps must be positive"):
         train_flow("simple", max_steps=0)
