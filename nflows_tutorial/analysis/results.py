@@ -7,11 +7,20 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from ..flows.model import ImageFlow
-from ..io.mnist import ImageDataset, load_mnist, make_loader
+from ..io.mnist import TEST_SIZE, VAL_SIZE, ImageDataset, load_mnist, make_loader
+from ..io.registry import PUBLISHED_ORIGIN
 from .bpd import evaluate_bpd
 from .speed import count_parameters, time_likelihood, time_sampling
 
-__all__ = ["EVAL_BATCH_SIZE", "Result", "final_test", "TABLE_COLUMNS", "results_row", "results_table"]
+__all__ = [
+    "EVAL_BATCH_SIZE",
+    "Result",
+    "final_test",
+    "TABLE_COLUMNS",
+    "results_row",
+    "results_notes",
+    "results_table",
+]
 
 # Row keys measured here, each paired with the key that holds the number stored in a published checkpoint.
 TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -25,6 +34,30 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
 #: Images per batch when scoring and timing, as in the published results.
 EVAL_BATCH_SIZE = 64
 
+_SPLIT_SIZES = {"val": VAL_SIZE, "test": TEST_SIZE}
+# The course's own checkpoints were trained, scored and timed on a GPU (their tensors were saved on
+# cuda:0) with 8 importance samples; their result dicts predate the run keys train_flow adds.
+_ORIGINAL_DEVICE, _ORIGINAL_IMPORTANCE_SAMPLES = "cuda", 8
+
+
+def _from_original_course(result: Mapping[str, Any]) -> bool:
+    """Whether ``result`` holds the published numbers: as its loader says, else by the run keys it lacks."""
+    if "origin" in result:
+        return result["origin"] == PUBLISHED_ORIGIN
+    return bool(result) and "global_step" not in result
+
+
+def _scored_images(result: Mapping[str, Any], bpd: Mapping[str, float | None]) -> dict[str, int]:
+    """Images per split behind a stored result's bpd: its run's ``images`` limit, else the whole split."""
+    limit = result.get("images")
+    if limit is not None and not isinstance(limit, int):  # a shape this code does not know: say nothing
+        return {}
+    return {
+        split: _SPLIT_SIZES[split] if limit is None else min(int(limit), _SPLIT_SIZES[split])
+        for split, value in bpd.items()
+        if value is not None
+    }
+
 
 def _published_bpd(result: Mapping[str, Any], split: str) -> float | None:
     entries = result.get(split)
@@ -33,7 +66,7 @@ def _published_bpd(result: Mapping[str, Any], split: str) -> float | None:
     return None
 
 
-_Number = TypeVar("_Number", int, float)
+_Number = TypeVar("_Number", int, float, str)
 
 
 def _entry(result: Mapping[str, Any], key: str, kind: Callable[[Any], _Number]) -> _Number | None:
@@ -82,16 +115,23 @@ class Result:
 
         The published dicts keep bpd as ``{"val": [{"test_bpd": ...}], "test": [...]}`` and times in
         seconds per batch of 64 as ``time`` (likelihood, per importance sample) and ``samp_time``; the
-        dicts :func:`~nflows_tutorial.training.train_flow` writes also hold ``params`` and
-        ``importance_samples``.
+        dicts :func:`~nflows_tutorial.training.train_flow` writes also hold ``params``,
+        ``importance_samples`` and ``images`` (the run's limit: its numbers are on the first that many
+        images of each split; ``None``, on all of them). The device is the dict's ``device`` where it
+        records one; the course's own checkpoints were measured on a GPU with 8 importance samples.
         """
+        original = _from_original_course(result)
+        bpd = {split: _published_bpd(result, split) for split in ("val", "test")}
         return cls(
-            val_bpd=_published_bpd(result, "val"),
-            test_bpd=_published_bpd(result, "test"),
+            val_bpd=bpd["val"],
+            test_bpd=bpd["test"],
             inference_s=_entry(result, "time", float),
             sampling_s=_entry(result, "samp_time", float),
             params=_entry(result, "params", int),
-            importance_samples=_entry(result, "importance_samples", int),
+            images=_scored_images(result, bpd),
+            importance_samples=_entry(result, "importance_samples", int)
+            or (_ORIGINAL_IMPORTANCE_SAMPLES if original else None),
+            device=_entry(result, "device", str) or (_ORIGINAL_DEVICE if original else None),
         )
 
     def to_published(self) -> dict[str, Any]:
@@ -108,7 +148,9 @@ class Result:
     def row(self, name: str, stored: Result | None = None) -> dict[str, Any]:
         """A row of :func:`results_table` for model ``name``: these numbers beside the ``stored_*`` ones of ``stored``.
 
-        The row also records the parameters, the images per split, the importance samples and the device.
+        The row also records the parameters, and how each side was had: the images per split, the
+        importance samples and the device (``stored_images``, ``stored_importance_samples`` and
+        ``stored_device`` for the stored numbers; ``None`` where not known).
         """
         stored = stored or Result()
         return {
@@ -119,6 +161,9 @@ class Result:
             "images": dict(self.images),
             "importance_samples": self.importance_samples,
             "device": self.device,
+            "stored_images": dict(stored.images),
+            "stored_importance_samples": stored.importance_samples,
+            "stored_device": stored.device,
         }
 
     @classmethod
@@ -233,12 +278,13 @@ def _cell(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def results_table(rows: Sequence[Mapping[str, Any]], fmt: str = "github") -> str:
+def results_table(rows: Sequence[Mapping[str, Any]], fmt: str = "github", notes: Sequence[str] = ()) -> str:
     """Format result rows as the tutorial's comparison table, each measurement beside its stored value.
 
     A row is a dict with ``model``, ``val_bpd``, ``test_bpd``, ``inference_ms``, ``sampling_ms``,
     ``params`` and optionally the ``stored_*`` numbers, as :meth:`Result.row` makes it; a missing or
-    ``None`` value prints as ``-``. ``fmt`` is any ``tabulate`` table format.
+    ``None`` value prints as ``-``. ``fmt`` is any ``tabulate`` table format. ``notes`` (such as
+    :func:`results_notes` writes) follow the table, one a line, after an empty line.
     """
     from tabulate import tabulate
 
@@ -255,4 +301,76 @@ def results_table(rows: Sequence[Mapping[str, Any]], fmt: str = "github") -> str
         params = row.get("params")
         line.append("-" if params is None else f"{int(params):,}")
         body.append(line)
-    return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True, colalign=("left",) + ("right",) * 9)
+    table = tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True, colalign=("left",) + ("right",) * 9)
+    # The empty line ends the table: a Markdown reader would take a line right under it for a row.
+    return "\n\n".join([table, "\n".join(notes)]) if notes else table
+
+
+def _images_words(images: Mapping[str, int]) -> str:
+    """``{"val": 256, "test": 256}`` as "the first 256 images of each split", and so on."""
+    if not images:
+        return "no images"
+    counts = set(images.values())
+    whole = all(count == _SPLIT_SIZES.get(split) for split, count in images.items())
+    if len(images) == 1:
+        ((split, count),) = images.items()
+        return f"all {count:,} images of the {split} split" if whole else f"the first {count:,} {split} images"
+    if whole and len(counts) == 1:
+        return f"all {counts.pop():,} images of each split"
+    if len(counts) == 1:
+        return f"the first {counts.pop():,} images of each split"
+    return "the first " + " and ".join(f"{count:,} {split}" for split, count in images.items()) + " images"
+
+
+def _device_words(device: str | None, here: bool) -> str:
+    """Where timings were taken: this machine's device, or the one a checkpoint's numbers were measured on."""
+    if device is None:
+        return "where the checkpoint was trained (its device is not recorded)"
+    kind = {"cpu": "CPU", "cuda": "GPU", "mps": "Apple GPU", "xpu": "Intel GPU"}.get(device.split(":")[0], device)
+    return (
+        f"on this machine's {kind} ({device})" if here else f"on a {kind} ({device}), where the checkpoint was trained"
+    )
+
+
+def _across(rows: Sequence[Mapping[str, Any]], words: Callable[[Mapping[str, Any]], str]) -> str:
+    """What ``words`` says of the rows: once if it says the same of each, else model by model."""
+    said = {str(row["model"]): words(row) for row in rows}
+    if len(set(said.values())) == 1:
+        return next(iter(said.values()))
+    return "; ".join(f"{model} {text}" for model, text in said.items())
+
+
+def _samples_words(count: int | None) -> str:
+    return "" if count is None else f", {count} importance sample{'s' if count != 1 else ''} each"
+
+
+def _any(rows: Sequence[Mapping[str, Any]], *keys: str) -> bool:
+    return any(row.get(key) is not None for row in rows for key in keys)
+
+
+def results_notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Lines saying what the numbers of :func:`results_table` are: the images and device behind each side.
+
+    The rows are those of :meth:`Result.row` (``images``, ``importance_samples``, ``device`` and
+    their ``stored_*`` counterparts): the bits per dimension measured here may be on fewer images
+    than the stored ones, and the timings on another device. A side without numbers gets no line.
+    """
+
+    def scored(prefix: str) -> Callable[[Mapping[str, Any]], str]:
+        def words(row: Mapping[str, Any]) -> str:
+            images = _images_words(row.get(f"{prefix}images") or {})
+            return f"on {images}{_samples_words(row.get(f'{prefix}importance_samples'))}"
+
+        return words
+
+    def timed(prefix: str) -> Callable[[Mapping[str, Any]], str]:
+        return lambda row: _device_words(row.get(f"{prefix}device"), here=not prefix)
+
+    notes = []
+    for prefix, side in (("", "measured here"), ("stored_", "stored")):
+        if _any(rows, f"{prefix}val_bpd", f"{prefix}test_bpd"):
+            notes.append(f"Bits per dimension {side}: {_across(rows, scored(prefix))}.")
+    for prefix, side in (("", "measured here"), ("stored_", "stored")):
+        if _any(rows, f"{prefix}inference_ms", f"{prefix}sampling_ms"):
+            notes.append(f"Milliseconds {side}: {_across(rows, timed(prefix))}.")
+    return notes

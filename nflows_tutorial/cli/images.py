@@ -6,11 +6,13 @@ import argparse
 
 from ..training.run_folder import check_writable
 from .options import (
+    MAX_IMAGES,
     Command,
     UsageError,
     add_checkpoint_source,
     add_model,
     add_quiet,
+    image_count,
     interpolation_steps,
     load_model,
     load_split,
@@ -33,7 +35,9 @@ def _add_output(parser: argparse.ArgumentParser) -> None:
 def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``sample`` command's options."""
     add_model(parser)
-    parser.add_argument("-n", type=positive_int, default=64, help="number of images (default: 64)")
+    parser.add_argument(
+        "-n", type=image_count, default=64, help=f"number of images, at most {MAX_IMAGES:,} (default: 64)"
+    )
     parser.add_argument("--nrow", type=positive_int, default=8, help="images per row of the grid (default: 8)")
     parser.add_argument("--seed", type=seed, default=None, help="make the draw repeatable")
     _add_output(parser)
@@ -73,6 +77,11 @@ def run_interpolate(args: argparse.Namespace) -> int:
 
     from ..analysis.sampling import interpolate, save_image_grid
 
+    if args.pairs * args.steps > MAX_IMAGES:
+        raise UsageError(
+            f"--pairs {args.pairs} with --steps {args.steps} make {args.pairs * args.steps:,} images; a grid holds at "
+            f"most {MAX_IMAGES:,} (on a CPU each takes about a tenth of a second to decode)"
+        )
     check_writable(args.out.parent, what=args.out.name, setting="out")
     dataset = load_split(args.split, args)
     needed = args.first + 2 * args.pairs

@@ -35,6 +35,10 @@ __all__ = [
     "duration",
     "seed",
     "table_format",
+    "MAX_IMAGES",
+    "MAX_IMPORTANCE_SAMPLES",
+    "image_count",
+    "importance_samples",
     "interpolation_steps",
     "png_path",
     "torch_device",
@@ -173,9 +177,30 @@ def table_format(text: str) -> str:
     return text
 
 
+#: The most images one grid holds. They are drawn or decoded in one batch, about half a megabyte of
+#: memory each (2 GB for the lot) and, measured on a 2-core CPU, a tenth of a second each.
+MAX_IMAGES = 4096
+_AT_MOST_IMAGES = f"at most {MAX_IMAGES:,} ({{}} in one batch: about 2 GB of memory and minutes on a CPU)"
+image_count = number(
+    int, lambda v: 1 <= v <= MAX_IMAGES, "a positive number of images, " + _AT_MOST_IMAGES.format("they are drawn")
+)
+
+#: The most dequantization draws per image: the scoring time grows with each, so 256 already take 32
+#: times as long as the published 8 (hours for the full splits on a CPU).
+MAX_IMPORTANCE_SAMPLES = 256
+importance_samples = number(
+    int,
+    lambda v: 1 <= v <= MAX_IMPORTANCE_SAMPLES,
+    f"a positive number of importance samples, at most {MAX_IMPORTANCE_SAMPLES} (the time grows with each: "
+    f"{MAX_IMPORTANCE_SAMPLES} take 32 times as long as the published 8, hours for the full splits on a CPU)",
+)
+
+
 def interpolation_steps(text: str) -> int:
-    """The images of one interpolation row: 2 or more, since both ends are shown."""
-    value = positive_int(text)
+    """The images of one interpolation row: 2 or more, since both ends are shown, and at most :data:`MAX_IMAGES`."""
+    value = number(int, lambda v: v <= MAX_IMAGES, "a number of steps, " + _AT_MOST_IMAGES.format("a row is decoded"))(
+        text
+    )
     if value < 2:
         raise argparse.ArgumentTypeError(f"an interpolation needs at least 2 steps (its two ends), got {value}")
     return value

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from nflows_tutorial.analysis.bpd import evaluate_bpd, log_likelihood_in_passes
-from nflows_tutorial.analysis.results import TABLE_COLUMNS, Result, final_test, results_row, results_table
+from nflows_tutorial.analysis.results import (
+    TABLE_COLUMNS,
+    Result,
+    final_test,
+    results_notes,
+    results_row,
+    results_table,
+)
 from nflows_tutorial.analysis.speed import count_parameters, time_likelihood, time_sampling
 from nflows_tutorial.flows import Dequantization
 from nflows_tutorial.flows.model import ImageFlow
@@ -212,3 +219,45 @@ def test_results_table_takes_any_tabulate_format():
     row = {"model": "simple", "val_bpd": 1.0, "test_bpd": 1.0, "params": 1}
     assert results_table([row], fmt="html").startswith("<table>")
     assert "simple" in results_table([row], fmt="plain")
+
+
+def test_a_stored_result_says_what_it_was_measured_on():
+    course = Result.from_published({"val": [{"test_bpd": 1.08}], "test": [{"test_bpd": 1.07}], "time": 0.02})
+    assert course.images == {"val": 10_000, "test": 10_000}
+    assert course.importance_samples == 8 and course.device == "cuda"  # the course's checkpoints: a GPU
+    run = {"test": [{"test_bpd": 1.2}], "time": 0.5, "global_step": 30, "importance_samples": 2, "images": 256}
+    mine = Result.from_published(run)
+    assert mine.images == {"test": 256} and mine.importance_samples == 2 and mine.device is None
+    assert Result.from_published({**run, "images": None, "device": "cuda:1"}).images == {"test": 10_000}
+    assert Result.from_published({**run, "device": "cuda:1"}).device == "cuda:1"
+    row = Result().row("mine", mine)
+    assert (row["stored_images"], row["stored_importance_samples"], row["stored_device"]) == ({"test": 256}, 2, None)
+
+
+def test_results_notes_say_what_the_numbers_were_measured_on():
+    course = Result.from_published({"val": [{"test_bpd": 1.08}], "test": [{"test_bpd": 1.07}], "time": 0.02})
+    live = Result(val_bpd=1.03, test_bpd=1.04, inference_s=0.48, images={"val": 256, "test": 256}, device="cpu")
+    live = Result(**{**live.__dict__, "importance_samples": 1})
+    row = live.row("simple", course)
+    assert results_notes([row]) == [
+        "Bits per dimension measured here: on the first 256 images of each split, 1 importance sample each.",
+        "Bits per dimension stored: on all 10,000 images of each split, 8 importance samples each.",
+        "Milliseconds measured here: on this machine's CPU (cpu).",
+        "Milliseconds stored: on a GPU (cuda), where the checkpoint was trained.",
+    ]
+    mine = live.row("mine", Result.from_published({"test": [{"test_bpd": 1.2}], "time": 0.5, "global_step": 3}))
+    assert results_notes([row, mine])[1:] == [
+        "Bits per dimension stored: simple on all 10,000 images of each split, 8 importance samples each; "
+        "mine on all 10,000 images of the test split.",
+        "Milliseconds measured here: on this machine's CPU (cpu).",
+        "Milliseconds stored: simple on a GPU (cuda), where the checkpoint was trained; "
+        "mine where the checkpoint was trained (its device is not recorded).",
+    ]
+    assert results_notes([Result().row("empty")]) == []
+
+
+def test_notes_follow_the_table_after_an_empty_line_and_only_when_given():
+    row = {"model": "simple", "val_bpd": 1.0, "test_bpd": 1.0, "params": 1}
+    plain = results_table([row])
+    assert results_table([row], notes=[]) == plain
+    assert results_table([row], notes=["one.", "two."]) == plain + "\n\none.\ntwo."

@@ -284,8 +284,8 @@ def test_sampling_twice_from_a_folder_holding_your_model_keeps_it(tmp_path, publ
         assert run.returncode == 0, run.stderr
         assert run.stderr.strip() == (
             f"nflows-tutorial: warning: using {own / SIMPLE}: it is not the published 'simple' "
-            "checkpoint, but it fits the model, so it is taken as your own (move it elsewhere "
-            "to get the published one)"
+            "checkpoint, but it fits the model, so it is taken as your own, and the numbers stored with it "
+            "are yours (move it elsewhere to get the published one)"
         )
     assert sorted(p.name for p in own.iterdir()) == [SIMPLE]
     assert (own / SIMPLE).read_bytes() == before
