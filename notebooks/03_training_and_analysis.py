@@ -76,7 +76,7 @@ from nflows_tutorial.analysis.sampling import draw_samples, interpolate, latent_
 from nflows_tutorial.analysis.speed import activation_bytes
 from nflows_tutorial.course.literate import show_source
 from nflows_tutorial.environment import quick_mode
-from nflows_tutorial.io.checkpoints import CheckpointError
+from nflows_tutorial.io.checkpoint_files import CheckpointError
 from nflows_tutorial.io.course_models import PUBLISHED_ORIGIN, load_course_model
 from nflows_tutorial.plots.charts import plot_dequantization_histogram, plot_learning_curves
 from nflows_tutorial.plots.images import plot_image_panels, plot_images

@@ -22,12 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fetch the checkpoints asked for; list each one fetched, and why each other one failed (then exit 1)."""
-    from ..io.checkpoints import (
-        CheckpointError,
-        IncompleteDownloadError,
-        checkpoint_folder_checked,
-        download_checkpoints,
-    )
+    from ..io.checkpoint_files import CheckpointError
+    from ..io.checkpoints import IncompleteDownloadError, checkpoint_folder_checked, download_checkpoints
 
     if args.all == bool(args.names):
         raise UsageError("name the checkpoints to download, or pass --all (not both)")

@@ -16,7 +16,8 @@ import torch
 from ..acceleration import accelerate
 from ..flows.builders import MODEL_NAMES
 from ..flows.model import ImageFlow
-from ..io.checkpoints import CheckpointError, load_pretrained
+from ..io.checkpoint_files import CheckpointError
+from ..io.checkpoints import load_pretrained
 from ..io.mnist import ImageDataset, load_mnist
 from ..runtime import default_device
 

@@ -33,19 +33,9 @@ from .registry import (
 )
 
 __all__ = [
-    "CheckpointError",
     "IncompleteDownloadError",
     "OwnCheckpointWarning",
-    "PretrainedSpec",
-    "REGISTRY",
-    "DEFAULT_BASE_URL",
-    "URL_VARIABLE",
-    "PUBLISHED_ORIGIN",
-    "OWN_ORIGIN",
-    "checkpoint_url",
     "checkpoint_folder_checked",
-    "read_checkpoint",
-    "load_state_dict_checked",
     "fetch_checkpoint",
     "download_checkpoints",
     "load_pretrained",

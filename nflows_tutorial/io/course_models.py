@@ -18,14 +18,9 @@ from ..environment import COURSE_CHECKPOINTS_VARIABLE, course_checkpoints_folder
 from ..flows.builders import create_model
 from ..flows.model import ImageFlow
 from ..runtime import default_device
-from .checkpoints import (
-    OWN_ORIGIN,
-    PUBLISHED_ORIGIN,
-    CheckpointError,
-    load_pretrained,
-    load_state_dict_checked,
-    read_checkpoint,
-)
+from .checkpoint_files import CheckpointError, load_state_dict_checked, read_checkpoint
+from .checkpoints import load_pretrained
+from .registry import OWN_ORIGIN, PUBLISHED_ORIGIN
 
 __all__ = ["PUBLISHED_ORIGIN", "OWN_ORIGIN", "COURSE_ORIGIN", "CourseModel", "load_course_model"]
 

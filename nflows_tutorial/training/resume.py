@@ -11,7 +11,7 @@ from typing import Any
 import pytorch_lightning as pl
 
 from ..flows.model import ImageFlow
-from ..io.checkpoints import CheckpointError, load_state_dict_checked, read_checkpoint
+from ..io.checkpoint_files import CheckpointError, load_state_dict_checked, read_checkpoint
 
 __all__ = ["LearningRateChangeWarning", "SetLearningRate", "check_resumable", "resumed_learning_rate"]
 

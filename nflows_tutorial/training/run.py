@@ -24,7 +24,8 @@ from ..acceleration import accelerate
 from ..analysis.results import EVAL_BATCH_SIZE, final_test
 from ..flows.builders import check_model_name, create_model
 from ..flows.model import ImageFlow
-from ..io.checkpoints import read_checkpoint, save_published
+from ..io.checkpoint_files import read_checkpoint
+from ..io.checkpoints import save_published
 from ..io.mnist import ImageDataset, load_mnist, make_loader
 from .callbacks import (
     AtomicCheckpointIO,

@@ -19,8 +19,9 @@ from nflows_tutorial.analysis.results import (
 from nflows_tutorial.analysis.speed import count_parameters, time_likelihood, time_sampling
 from nflows_tutorial.flows import Dequantization
 from nflows_tutorial.flows.model import ImageFlow
-from nflows_tutorial.io.checkpoints import REGISTRY, read_checkpoint
+from nflows_tutorial.io.checkpoint_files import read_checkpoint
 from nflows_tutorial.io.mnist import ImageDataset, load_mnist, make_loader
+from nflows_tutorial.io.registry import REGISTRY
 
 
 @pytest.fixture

@@ -10,7 +10,9 @@ from PIL import Image
 
 from nflows_tutorial import cli
 from nflows_tutorial.cli.options import devices, duration
-from nflows_tutorial.io.checkpoints import REGISTRY, load_pretrained, read_checkpoint
+from nflows_tutorial.io.checkpoint_files import read_checkpoint
+from nflows_tutorial.io.checkpoints import load_pretrained
+from nflows_tutorial.io.registry import REGISTRY
 
 from support.cli import run_cli
 

@@ -19,7 +19,7 @@ from nflows_tutorial import cli
 from nflows_tutorial.cli.options import duration
 from nflows_tutorial.cli.train import announce_nodes
 from nflows_tutorial.flows.builders import create_model
-from nflows_tutorial.io.checkpoints import REGISTRY
+from nflows_tutorial.io.registry import REGISTRY
 
 from support.helpers import permission_denied
 

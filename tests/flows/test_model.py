@@ -9,7 +9,7 @@ import torch
 
 from nflows_tutorial import ImageFlow, SplitFlow, create_model, create_simple_flow
 from nflows_tutorial.course.checks import randomized
-from nflows_tutorial.io.checkpoints import CheckpointError, load_state_dict_checked, read_checkpoint
+from nflows_tutorial.io.checkpoint_files import CheckpointError, load_state_dict_checked, read_checkpoint
 
 
 @pytest.mark.parametrize("name,use_vardeq", [("simple", False), ("vardeq", True)])

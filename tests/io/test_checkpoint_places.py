@@ -6,7 +6,9 @@ import pytest
 
 from nflows_tutorial import cli
 from nflows_tutorial.cli.options import PROG
-from nflows_tutorial.io.checkpoints import REGISTRY, CheckpointError, download_checkpoints, fetch_checkpoint
+from nflows_tutorial.io.checkpoint_files import CheckpointError
+from nflows_tutorial.io.checkpoints import download_checkpoints, fetch_checkpoint
+from nflows_tutorial.io.registry import REGISTRY
 
 pytestmark = pytest.mark.usefixtures("short_timeouts")
 

@@ -14,20 +14,15 @@ import torch
 from nflows_tutorial.environment import URL_VARIABLE
 from nflows_tutorial.flows.builders import MODEL_NAMES, create_model
 from nflows_tutorial.io import download
+from nflows_tutorial.io.checkpoint_files import CheckpointError, read_checkpoint
 from nflows_tutorial.io.checkpoints import (
-    DEFAULT_BASE_URL,
-    OWN_ORIGIN,
-    PUBLISHED_ORIGIN,
-    REGISTRY,
-    CheckpointError,
     IncompleteDownloadError,
     OwnCheckpointWarning,
-    checkpoint_url,
     download_checkpoints,
     fetch_checkpoint,
     load_pretrained,
-    read_checkpoint,
 )
+from nflows_tutorial.io.registry import DEFAULT_BASE_URL, OWN_ORIGIN, PUBLISHED_ORIGIN, REGISTRY, checkpoint_url
 
 from support.helpers import permission_denied
 

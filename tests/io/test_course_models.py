@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from nflows_tutorial.environment import COURSE_CHECKPOINTS_VARIABLE, URL_VARIABLE
-from nflows_tutorial.io.checkpoints import REGISTRY, CheckpointError
+from nflows_tutorial.io.checkpoint_files import CheckpointError
 from nflows_tutorial.io.course_models import COURSE_ORIGIN, PUBLISHED_ORIGIN, load_course_model
+from nflows_tutorial.io.registry import REGISTRY
 
 pytestmark = pytest.mark.usefixtures("short_timeouts")
 

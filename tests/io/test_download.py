@@ -13,13 +13,9 @@ import pytest
 
 from nflows_tutorial.environment import URL_VARIABLE
 from nflows_tutorial.io import download
-from nflows_tutorial.io.checkpoints import (
-    REGISTRY,
-    CheckpointError,
-    download_checkpoints,
-    fetch_checkpoint,
-    load_pretrained,
-)
+from nflows_tutorial.io.checkpoint_files import CheckpointError
+from nflows_tutorial.io.checkpoints import download_checkpoints, fetch_checkpoint, load_pretrained
+from nflows_tutorial.io.registry import REGISTRY
 
 pytestmark = pytest.mark.usefixtures("short_timeouts")
 

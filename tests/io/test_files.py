@@ -12,9 +12,10 @@ import torch
 
 from nflows_tutorial.analysis.sampling import save_image_grid
 from nflows_tutorial.flows.builders import create_model
-from nflows_tutorial.io.checkpoints import REGISTRY, fetch_checkpoint, save_published
+from nflows_tutorial.io.checkpoints import fetch_checkpoint, save_published
 from nflows_tutorial.io.download import download_file
 from nflows_tutorial.io.files import atomic_write
+from nflows_tutorial.io.registry import REGISTRY
 
 UMASKS = [0o022, 0o002, 0o077, 0o027]
 

@@ -9,17 +9,10 @@ import pytest
 import torch
 
 from nflows_tutorial.flows.builders import create_model
-from nflows_tutorial.io.checkpoints import (
-    OWN_ORIGIN,
-    PUBLISHED_ORIGIN,
-    REGISTRY,
-    CheckpointError,
-    OwnCheckpointWarning,
-    load_pretrained,
-    read_checkpoint,
-)
+from nflows_tutorial.io.checkpoint_files import CheckpointError, read_checkpoint
+from nflows_tutorial.io.checkpoints import OwnCheckpointWarning, load_pretrained
 from nflows_tutorial.io.course_models import load_course_model
-from nflows_tutorial.io.registry import shows_published_numbers
+from nflows_tutorial.io.registry import OWN_ORIGIN, PUBLISHED_ORIGIN, REGISTRY, shows_published_numbers
 
 pytestmark = pytest.mark.usefixtures("short_timeouts")
 

@@ -18,7 +18,7 @@ import torch
 
 from nflows_tutorial.cli import main
 from nflows_tutorial.flows.builders import create_model
-from nflows_tutorial.io.checkpoints import CheckpointError
+from nflows_tutorial.io.checkpoint_files import CheckpointError
 from nflows_tutorial.training import RunFolderInUseError, TrainerSettings, UnusableSettingsError, train_flow
 from nflows_tutorial.training.resume import LearningRateChangeWarning
 from nflows_tutorial.training.run_folder import run_paths

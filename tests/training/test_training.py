@@ -17,7 +17,8 @@ from pytorch_lightning.loggers import CSVLogger
 
 from nflows_tutorial import GatedConvNet
 from nflows_tutorial.acceleration import is_accelerated
-from nflows_tutorial.io.checkpoints import load_pretrained, read_checkpoint
+from nflows_tutorial.io.checkpoint_files import read_checkpoint
+from nflows_tutorial.io.checkpoints import load_pretrained
 from nflows_tutorial.io.mnist import ImageDataset
 from nflows_tutorial.training import TrainerSettings, TrainingError, UnwritableOutputError, make_trainer, train_flow
 from nflows_tutorial.training.callbacks import ResumableBatches
