@@ -2,37 +2,44 @@
 
 Each command module lists its commands in ``COMMANDS`` (:class:`~nflows_tutorial.cli.options.Command`:
 name, help, options, run); :func:`main` runs the one asked for and reports an expected failure in
-one line, with its exit code: 1 for the machine's state, 2 for a bad request, 130 for Ctrl-C.
+one line, with its exit code: 1 for the machine's state, 2 for a bad request, 130 for Ctrl-C (SIGINT)
+and 143 for SIGTERM, which every command treats alike: the work stops at once (training: at the end of
+the step), files being written are discarded (they are renamed into place only when complete), and
+child processes end with it.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import signal
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 from typing import NoReturn
 
 from ..course.site import SiteBuildError
 from ..errors import SettingsError
-from ..io.checkpoints import CheckpointError
+from ..io.checkpoint_files import CheckpointError
 from ..io.mnist import DataUnavailableError
 from ..training.errors import NonFiniteLossError, TrainingError, UnwritableOutputError
 from . import course, download, evaluate, images, train
 from .options import PROG, MachineError, UsageError, as_flag, say
 
-__all__ = ["main", "build_parser", "FAILED", "USAGE_ERROR", "INTERRUPTED"]
+__all__ = ["main", "build_parser", "FAILED", "USAGE_ERROR", "INTERRUPTED", "TERMINATED"]
 
 FAILED = 1
 USAGE_ERROR = 2
-INTERRUPTED = 130
+INTERRUPTED = 128 + signal.SIGINT
+TERMINATED = 128 + signal.SIGTERM
 
 _COMMAND_MODULES = (evaluate, train, images, download, course)
 
 #: How a failure is reported: the first entry whose exception types match, and whose command matches
 #: (``None``: any command), gives the exit code and the line, filled from :func:`_fields`.
 _FAILURES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str | None, int, str], ...] = (
-    (KeyboardInterrupt, "train", INTERRUPTED, "training interrupted; continue it with --resume (same --out-dir)"),
     (KeyboardInterrupt, None, INTERRUPTED, "{where}: interrupted"),
     (NonFiniteLossError, None, FAILED, "training stopped: {text}"),
     # The machine's state, not the request.
@@ -100,15 +107,46 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     say(f"{PROG}: warning: {message}")
 
 
+@contextmanager
+def _interrupts() -> Iterator[list[int]]:
+    """Within the block, SIGINT and SIGTERM both raise ``KeyboardInterrupt``; yields the list of signals received.
+
+    A container stop or ``kill`` sends SIGTERM, which by default ends Python without running any
+    ``finally``: temporary files stay behind and child processes are orphaned. A shell that starts a
+    command in the background makes it inherit SIGINT as ignored; Ctrl-C must stop it all the same.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield received
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        # Called by a handler that stops at a safe point of its own (Lightning's, while training): only remember.
+        if signal.getsignal(signum) is interrupt:
+            raise KeyboardInterrupt
+
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, interrupt)
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line and return its exit code: 0 done, 1 failed, 2 bad request, 130 interrupted."""
-    args = build_parser().parse_args(argv)
-    with warnings.catch_warnings():
+    """Run the command line and return its exit code: 0 done, 1 failed, 2 bad request, 130 / 143 interrupted."""
+    with _interrupts() as received, warnings.catch_warnings():
+        args = build_parser().parse_args(argv)
         warnings.showwarning = _one_line_warning  # a warning is news for the user, not a stack location
         try:
-            return args.run(args)
+            code = args.run(args)
         except (Exception, KeyboardInterrupt) as err:
-            code = _report(args.command, err)
-            if code is None:  # a bug: its traceback is what a report needs
+            reported = _report(args.command, err)
+            if reported is None:  # a bug: its traceback is what a report needs
                 raise
-            return code
+            code = reported
+    # An interrupt, whoever reported it, exits with the code of the signal that came first.
+    return TERMINATED if code == INTERRUPTED and received[:1] == [signal.SIGTERM] else code

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from nflows_tutorial.cli.train import announce_nodes
 from nflows_tutorial.flows.builders import create_model
 from nflows_tutorial.io.registry import REGISTRY
 
+from support.cli import running_cli, wait_for
 from support.helpers import permission_denied
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -221,32 +221,15 @@ def test_a_full_disk_while_the_final_checkpoint_is_written_is_one_line(tmp_path,
 @pytest.mark.subprocess
 def test_ctrl_c_in_train_exits_130_without_a_traceback(tmp_path, mnist_root):
     last = tmp_path / "simple" / "checkpoints" / "last.ckpt"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "nflows_tutorial",
-            *TINY_TRAIN,
-            "--epochs",
-            "1000",
-            "--checkpoint-every",
-            "1",
-            "--out-dir",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 600
-    while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, err
+    log = tmp_path / "train.log"
+    args = (*TINY_TRAIN, "--epochs", "1000", "--checkpoint-every", "1", "--out-dir", str(tmp_path))
+    with running_cli(*args, log=log) as proc:
+        wait_for(last.is_file, proc, timeout=600)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=300) == 130, log.read_text()
+    err = log.read_text()
     assert "Traceback" not in err
-    assert "training interrupted; continue it with --resume (same --out-dir)" in err.splitlines()
+    assert any(line.startswith("training interrupted; continue it with --resume") for line in err.splitlines()), err
 
 
 # A model you trained --------------------------------------------------------------------------------------------------
