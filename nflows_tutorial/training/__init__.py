@@ -1,23 +1,7 @@
 """Training a course flow with PyTorch Lightning: the run, its folder, its callbacks, its logs and its errors."""
 
-from .errors import (
-    NonFiniteLossError,
-    RunFolderInUseError,
-    TrainingError,
-    TrainingInterrupted,
-    UnusableSettingsError,
-    UnwritableOutputError,
-)
+from . import errors
+from .errors import *  # noqa: F403  (every error a run can end in: errors.__all__)
 from .run import TrainerSettings, make_trainer, train_flow
 
-__all__ = [
-    "train_flow",
-    "make_trainer",
-    "TrainerSettings",
-    "TrainingError",
-    "UnusableSettingsError",
-    "UnwritableOutputError",
-    "RunFolderInUseError",
-    "NonFiniteLossError",
-    "TrainingInterrupted",
-]
+__all__ = ["train_flow", "make_trainer", "TrainerSettings", *errors.__all__]
