@@ -18,6 +18,7 @@ from .options import (
     as_flag,
     devices,
     duration,
+    importance_samples,
     positive_float,
     positive_int,
     say,
@@ -68,7 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also write last.ckpt every N steps, not only after each epoch (default: 200)",
     )
     parser.add_argument(
-        "--importance-samples", type=positive_int, default=8, help="draws per image in the final test (default: 8)"
+        "--importance-samples",
+        type=importance_samples,
+        default=8,
+        help="draws per image in the final test (default: 8)",
     )
     parser.add_argument("--seed", type=seed, default=42, help="seed for weights, shuffling and noise (default: 42)")
     add_report(parser, repeats=3, shown="the result", progress="progress bar")
