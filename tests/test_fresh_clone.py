@@ -15,9 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Tests that need nothing, tests that need MNIST, tests that need the published checkpoints.
 SUBSET = [
-    "tests/test_masks_networks.py",
-    "tests/test_data.py",
-    "tests/test_models.py::test_wrong_checkpoint_names_model_and_first_key",
+    "tests/flows/test_masks_and_conditioner.py",
+    "tests/io/test_mnist.py",
+    "tests/flows/test_model.py::test_wrong_checkpoint_names_model_and_first_key",
 ]
 
 
