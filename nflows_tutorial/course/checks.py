@@ -353,7 +353,7 @@ def check_values(
 
     Example:
         >>> check_values("log 2", torch.tensor(2.0).log(), 0.693147, tol=1e-6)
-        [ok  ] log 2: yours 0.693147 | expected 0.693147 | max difference below 1e-10
+        [ok  ] log 2: yours 0.693147 | expected 0.693147 | max difference 1.79e-07
     """
     got, want = torch.as_tensor(yours).detach().cpu(), torch.as_tensor(expected).detach().cpu()
     if got.numel() == want.numel() == 1:

@@ -43,7 +43,7 @@ def show_source(obj: type | Callable[..., Any], *members: str) -> SourceView:
     Example:
         >>> from nflows_tutorial import SqueezeFlow
         >>> show_source(SqueezeFlow, "forward").title
-        'nflows_tutorial.layers.multiscale.SqueezeFlow.forward'
+        'nflows_tutorial.flows.multiscale.SqueezeFlow.forward'
     """
     name = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
     if not members:
