@@ -1,0 +1,140 @@
+"""Naming a fault from the numbers a check measured: how a wrong value relates to the right one."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .values import MAX_SHOWN, shown
+
+__all__ = ["close", "log_det_fault", "output_fault", "round_trip_ldj_fault", "is_permutation", "side_by_side"]
+
+#: Levels of an 8-bit image: the scaling term of dequantization is ``-D log LEVELS``.
+LEVELS = 256
+
+
+def close(a: torch.Tensor, b: torch.Tensor, tol: float) -> bool:
+    """``|a - b| <= tol * (1 + |b|)`` everywhere, shapes broadcast; NaN or a shape mismatch is never close."""
+    try:
+        return bool(((a - b).abs() <= tol * (1 + b.abs())).all())
+    except RuntimeError:
+        return False
+
+
+def _ratio(ours: torch.Tensor, theirs: torch.Tensor, tol: float) -> float | None:
+    """The one factor ``r`` with ``ours = r * theirs`` for every sample, if there is one."""
+    if (theirs.abs() < 1e-6).any():
+        return None
+    r = (ours / theirs).mean().item()
+    return r if math.isfinite(r) and close(ours, r * theirs, max(tol, 1e-7)) else None
+
+
+def _offset_fault(offset: float, values: int) -> str:
+    scaling = values * math.log(LEVELS)
+    if abs(abs(offset) - scaling) < 1e-6 * (1 + scaling):
+        side = "missing" if offset > 0 else "counted twice or with the wrong sign"
+        return (
+            f"your log-det is off by {offset:+.6f} = {'-' if offset < 0 else ''}D·log {LEVELS} for every sample "
+            f"(D = {values}): the scaling term -D·log {LEVELS} is {side}"
+        )
+    return (
+        f"your log-det is off by the same constant {offset:+.6f} for every sample ({offset / values:+.3g} per "
+        f"value): a constant term (one that does not depend on the input, like D·log(1 - α)) is missing, extra, "
+        f"or has the wrong factor"
+    )
+
+
+def log_det_fault(
+    ours: torch.Tensor, theirs: torch.Tensor, tol: float, values: int, positions: int | None = None
+) -> str:
+    """What is wrong with the log-determinants ``ours`` when ``theirs`` are right ("" if they agree).
+
+    ``values`` is the number of values per sample; ``positions`` the number of pixel positions ``H * W``.
+    """
+    if close(ours, theirs, tol):
+        return ""
+    if not torch.isfinite(ours).all():
+        return f"your log-det is {shown(ours)} where the right one is finite: a log of 0 or of a negative number"
+    zero = torch.zeros_like(theirs)
+    if close(theirs, zero, tol):
+        return (
+            "your layer adds a log-det, but it preserves volume (the right log-det is 0 for every sample): "
+            "remove the extra term and return ldj unchanged"
+        )
+    if close(ours, zero, tol):
+        return "ldj is returned unchanged, but this layer changes volume: add the log of its Jacobian's determinant"
+    ratio = _ratio(ours, theirs, tol)
+    if ratio is not None and abs(ratio + 1) < 1e-6:
+        return "the sign of your log-det is flipped: forward adds log|det J| (ldj + ...), reverse subtracts it"
+    if ratio is not None and abs(ratio - 2) < 1e-6:
+        return "your log-det is twice the right one: the term is added twice"
+    if ratio is not None and abs(1 / ratio - round(1 / ratio)) < 1e-6 and round(1 / ratio) >= 2:
+        k = round(1 / ratio)
+        where = f" (the {k} = H·W pixel positions)" if k == positions else ""
+        return (
+            f"your log-det times {k} is the right one{where}: a term that holds at every position is counted once; "
+            f"multiply it by the number of positions"
+        )
+    if ratio is not None and abs(ratio - round(ratio)) < 1e-6 and round(ratio) >= 3:
+        return f"your log-det is {round(ratio)} times the right one: a term is counted {round(ratio)} times"
+    offsets = ours - theirs
+    if ours.numel() > 1 and close(offsets, offsets.mean().expand_as(offsets), max(tol, 1e-9)):
+        return _offset_fault(offsets.mean().item(), values)
+    return (
+        "your log-det differs from the right one by an amount that changes with the input: a data-dependent term "
+        "is wrong; write down the Jacobian's diagonal (or its blocks) and sum the logs of its absolute values"
+    )
+
+
+def round_trip_ldj_fault(ldj_forward: torch.Tensor, ldj_back: torch.Tensor, tol: float) -> str:
+    """What reverse does wrong with ``ldj``, from its value after forward and after forward then reverse."""
+    scale = tol * (1 + ldj_forward.abs().max().item())
+    if close(ldj_back, torch.zeros_like(ldj_back), scale):
+        return ""
+    if close(ldj_back, ldj_forward, scale):
+        return "reverse returns ldj unchanged: it must subtract the log-det that forward added"
+    if close(ldj_back, 2 * ldj_forward, scale):
+        return "reverse adds the log-det instead of subtracting it (ldj + ... where it needs ldj - ...)"
+    return (
+        f"after forward and reverse, ldj is {shown(ldj_back)} instead of 0: reverse must subtract exactly the "
+        f"log-det forward added, computed from the same values"
+    )
+
+
+def is_permutation(yours: torch.Tensor, expected: torch.Tensor, tol: float) -> bool:
+    """The same values per sample in another order (and not already equal)."""
+    if yours.shape[0] != expected.shape[0] or yours[0].numel() != expected[0].numel() or close(yours, expected, tol):
+        return False
+    a = yours.flatten(1).sort(dim=1).values
+    b = expected.flatten(1).sort(dim=1).values
+    return close(a, b, tol)
+
+
+def side_by_side(yours: torch.Tensor, expected: torch.Tensor, digits: int = 3) -> str:
+    """The first sample of both tensors, printed when small enough to read."""
+    if yours[0].numel() > MAX_SHOWN:
+        return ""
+    return f"\n    yours    {shown(yours[0], digits)}\n    expected {shown(expected[0], digits)}"
+
+
+def output_fault(inputs: torch.Tensor, yours: torch.Tensor, expected: torch.Tensor, tol: float) -> str:
+    """What is wrong with a layer's output ``yours`` when ``expected`` is right ("" if they agree)."""
+    if yours.shape != expected.shape:
+        return f"your output has shape {list(yours.shape)}, the right one {list(expected.shape)}"
+    if close(yours, expected, tol):
+        return ""
+    bad = ~torch.isfinite(yours) & torch.isfinite(expected)
+    if bad.any():
+        at = inputs.reshape(yours.shape)[bad][:3] if inputs.numel() == yours.numel() else None
+        where = f" for the input values {shown(at)}" if at is not None and at.is_floating_point() else ""
+        return f"your output is {shown(yours[bad][:3])}{where}, where the right output is finite: a log of 0 or a division by 0"
+    if inputs.shape == yours.shape and close(yours, inputs, tol):
+        return "your layer returns its input unchanged: forward must transform z" + side_by_side(yours, expected)
+    if is_permutation(yours, expected, tol):
+        return "your output holds the right values in the wrong positions" + side_by_side(yours, expected)
+    wrong = ~((yours - expected).abs() <= tol * (1 + expected.abs()))
+    return (
+        f"your output differs from the right one at {int(wrong.sum())} of {wrong.numel()} values, by up to "
+        f"{(yours - expected).abs().max().item():.3g}" + side_by_side(yours, expected)
+    )

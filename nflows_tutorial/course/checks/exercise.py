@@ -1,0 +1,121 @@
+"""What every exercise check shares: printed steps, a failure that names the fault, and calls that are not allowed."""
+
+from __future__ import annotations
+
+import dis
+import inspect
+import types
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import torch
+
+from .calls import CheckTimeout, time_limit
+from .diagnosis import close
+from .values import shown
+
+__all__ = ["ExerciseFailure", "Steps", "refuse_calls", "first_match", "seeded"]
+
+#: Seconds an exercise check may run before a student's code that never returns is stopped.
+EXERCISE_TIME_LIMIT = 120.0
+
+
+class ExerciseFailure(AssertionError):
+    """A wrong answer: the first line of the message says what is wrong in the student's code."""
+
+
+class Steps:
+    """The printed lines of one exercise check: ``[ok  ]`` per step that holds, ``[FAIL]`` and a raise otherwise."""
+
+    def __init__(self, exercise: int) -> None:
+        self.exercise = exercise
+
+    def ok(self, label: str, detail: str = "") -> None:
+        print(f"[ok  ] {label}" + (f": {detail}" if detail else ""))
+
+    def fail(self, label: str, fault: str, evidence: str = "") -> None:
+        """Print and raise the failure of step ``label``; ``fault`` (one sentence) comes first."""
+        print(f"[FAIL] {label}: {fault}" + (f"\n{evidence}" if evidence else ""))
+        raise ExerciseFailure(f"Exercise {self.exercise}: {fault}" + (f"\n{evidence}" if evidence else ""))
+
+    def expect(self, label: str, yours: torch.Tensor, right: torch.Tensor, tol: float, mistakes: Mapping[str, Any]) -> None:
+        """Pass if ``yours`` matches ``right``; else name the first of ``mistakes`` (fault -> wrong value) it matches."""
+        yours, right = torch.as_tensor(yours).detach().cpu(), torch.as_tensor(right).detach().cpu()
+        evidence = f"  yours {shown(yours.double())}\n  right {shown(right.double())}"
+        if yours.shape != right.shape:
+            for fault, wrong in mistakes.items():
+                if torch.as_tensor(wrong).shape == yours.shape and close(yours.double(), torch.as_tensor(wrong).double(), tol):
+                    self.fail(label, fault, evidence)
+            self.fail(label, f"your result has shape {list(yours.shape)}, the right one {list(right.shape)}", evidence)
+        if close(yours.double(), right.double(), tol):
+            self.ok(label, f"yours {shown(yours.flatten())}" if yours.numel() <= 8 else "")
+            return
+        fault = first_match(yours, mistakes, tol)
+        if not fault:
+            worst = (yours.double() - right.double()).abs().max().item()
+            fault = f"your result differs from the right one by up to {worst:.4g}"
+        self.fail(label, fault, evidence)
+
+    @staticmethod
+    def guarded(run: Callable[[], Any], what: str, seconds: float = EXERCISE_TIME_LIMIT) -> Any:
+        """Call the student's code under a time limit; a crash or a timeout becomes a named failure."""
+        try:
+            with time_limit(seconds):
+                return run()
+        except NotImplementedError:
+            raise
+        except CheckTimeout as err:
+            raise ExerciseFailure(f"{what} {err}: a loop that never ends?") from None
+        except ExerciseFailure:
+            raise
+        except Exception as err:  # a crash in student code is reported with its type, where it is easy to find
+            raise ExerciseFailure(f"{what} raised {type(err).__name__}: {err}") from err
+
+
+def first_match(yours: torch.Tensor, mistakes: Mapping[str, Any], tol: float) -> str:
+    """The description of the first wrong value in ``mistakes`` that ``yours`` equals ("" if none)."""
+    yours = torch.as_tensor(yours).detach().cpu().double()
+    for fault, wrong in mistakes.items():
+        wrong = torch.as_tensor(wrong).detach().cpu().double()
+        if wrong.shape == yours.shape and close(yours, wrong, tol):
+            return fault
+    return ""
+
+
+def _code_objects(code: types.CodeType) -> Iterator[types.CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_objects(const)
+
+
+def _functions(answer: Any) -> list[types.FunctionType]:
+    if inspect.isclass(answer):
+        return [f for f in vars(answer).values() if isinstance(f, types.FunctionType)]
+    return [answer] if isinstance(answer, types.FunctionType) else []
+
+
+def refuse_calls(
+    steps: Steps, answer: Any, forbidden: Callable[[Any], bool], attributes: set[str] | frozenset[str], why: str
+) -> None:
+    """Fail when ``answer`` (a function or a class) uses what the exercise asks the student to write.
+
+    Every global name the answer's code uses is resolved in its module; ``forbidden`` says whether the object
+    it names is the package's version (a function, a class, an instance). Attributes named in ``attributes``
+    are refused, as in ``model.bits_per_dim(...)``. ``why`` says what to do instead.
+    """
+    for function in _functions(answer):
+        for code in _code_objects(function.__code__):
+            for instruction in dis.get_instructions(code):
+                name = instruction.argval
+                if instruction.opname in ("LOAD_ATTR", "LOAD_METHOD") and name in attributes:
+                    steps.fail("the rules", f"your answer calls the package's {name}: {why}")
+                if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME") and name in function.__globals__:
+                    if forbidden(function.__globals__[name]):
+                        steps.fail("the rules", f"your answer uses the package's {name}: {why}")
+    steps.ok("the rules", "your answer does not call the package's version")
+
+
+def seeded(seed: int) -> torch.Generator:
+    """A generator with ``seed``: each check draws its inputs from its own, so the global state is untouched."""
+    return torch.Generator().manual_seed(seed)

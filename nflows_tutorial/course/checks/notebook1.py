@@ -1,0 +1,148 @@
+"""The checks of notebook 1's exercises: bits per dimension, the logit layer, quantization, log-mean-exp."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from ...flows.dequantization import Dequantization
+from ...flows.model import bits_per_dim
+from .exercise import Steps, refuse_calls, seeded
+from .layer import check_layer
+
+__all__ = ["check_bits_per_dim", "check_logit_layer", "check_quantize", "check_log_mean_exp"]
+
+LN2 = math.log(2)
+
+
+def _is_package_bpd(value: object) -> bool:
+    return value is bits_per_dim
+
+
+def check_bits_per_dim(my_bits_per_dim: Callable[[torch.Tensor, int], torch.Tensor], seed: int = 0) -> None:
+    """Exercise 1: ``my_bits_per_dim(log_px, dims)`` against ``-log_px / (dims ln 2)`` for two image sizes."""
+    steps = Steps(1)
+    refuse_calls(steps, my_bits_per_dim, _is_package_bpd, frozenset(), "write the conversion yourself")
+    log_px = -(torch.rand(4, generator=seeded(seed), dtype=torch.float64) * 3000 + 100)
+    for dims in (784, 3 * 32 * 32):
+        yours = steps.guarded(lambda: my_bits_per_dim(log_px, dims), "my_bits_per_dim")
+        right = -log_px / (dims * LN2)
+        mistakes = {
+            "the sign is flipped: bits per dimension is the NEGATIVE log-likelihood in bits, a positive number": -right,
+            "your result is in nats per dimension: divide by ln 2 as well": right * LN2,
+            "you multiply by ln 2 where you must divide by it": right * LN2**2,
+            "your result uses log base 10; bits are base 2: divide the nats by ln 2": right * math.log(10),
+            "your result is per image: divide by the number of dimensions as well": right * dims,
+            f"your result uses the notebook's D = 784 instead of the argument dims (here {dims})": (
+                right * dims / 784 if dims != 784 else torch.full_like(right, math.nan)
+            ),
+            "you return one number for the whole batch: keep one value per image (no mean or sum over the batch)": (
+                right.mean()
+            ),
+        }
+        steps.expect(f"{len(log_px)} log-likelihoods, dims={dims}", yours, right, 1e-6, mistakes)
+    uniform = torch.tensor([-784 * math.log(256)], dtype=torch.float64)
+    steps.expect("the uniform guess over 256 levels", my_bits_per_dim(uniform, 784), torch.tensor([8.0]), 1e-6, {})
+
+
+class _PackageLogit(torch.nn.Module):
+    """The package's logit (forward) and sigmoid (reverse) as one layer."""
+
+    def __init__(self, alpha: float, ldj_alpha: bool = True, alpha_step: bool = True) -> None:
+        super().__init__()
+        self.deq = Dequantization(alpha=alpha if alpha_step else 0.0)
+        self.alpha, self.ldj_alpha = alpha, ldj_alpha
+
+    def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        z, ldj = self.deq.sigmoid(z, ldj) if reverse else self.deq.logit(z, ldj)
+        if not self.ldj_alpha:  # the mistake of leaving out the alpha step's term D log(1 - alpha)
+            term = z[0].numel() * math.log(1 - self.alpha)
+            ldj = ldj + term if reverse else ldj - term
+        return z, ldj
+
+
+def check_logit_layer(my_logit_layer: Callable[..., tuple[torch.Tensor, torch.Tensor]], alpha: float = 1e-5, seed: int = 0) -> None:
+    """Exercise 2: the alpha step and logit as a layer, against the package's ``logit``/``sigmoid``."""
+    steps = Steps(2)
+    refuse_calls(
+        steps, my_logit_layer, lambda v: isinstance(v, Dequantization) or v is Dequantization, frozenset(),
+        "write the α step and the logit with torch operations",
+    )
+    edges = torch.tensor([[[[0.0, 0.5, 1 - 1e-12]]]], dtype=torch.float64)
+    out = steps.guarded(lambda: my_logit_layer(edges, torch.zeros(1, dtype=torch.float64)), "my_logit_layer")[0]
+    if not torch.isfinite(out).all():
+        steps.fail(
+            "values at the edges of [0, 1)",
+            f"your logit is {out.flatten().tolist()} at v = 0, 0.5 and 1 - 1e-12: the α step is missing; it scales "
+            f"v into [α/2, 1 - α/2] first, y = (1 - α) v + α/2, so that the logit stays finite",
+        )
+    steps.ok("values at the edges of [0, 1)", "finite")
+    mistakes = {
+        "forward skips the α step: y = (1 - α) v + α/2 comes before the logit": _PackageLogit(alpha, alpha_step=False),
+        "the α step's log-det term D·log(1 - α) is missing": _PackageLogit(alpha, ldj_alpha=False),
+    }
+    example = torch.rand(4, 1, 3, 3, generator=seeded(seed), dtype=torch.float64) * 0.98 + 0.01
+    check_layer(my_logit_layer, example, reference=_PackageLogit(alpha), mistakes=mistakes)
+
+
+def check_quantize(my_quantize: Callable[[torch.Tensor], torch.Tensor], seed: int = 0) -> None:
+    """Exercise 3: logits from the package's dequantization come back to exactly the integers they came from."""
+    steps = Steps(3)
+    refuse_calls(
+        steps, my_quantize, lambda v: isinstance(v, Dequantization) or v is Dequantization, frozenset(),
+        "write the sigmoid, the α step's inverse, the scaling and the rounding yourself",
+    )
+    gen = seeded(seed)
+    x = torch.randint(0, 256, (8, 1, 8, 8), generator=gen, dtype=torch.int32)
+    x[0, 0, 0, :2] = torch.tensor([0, 255], dtype=torch.int32)
+    u = torch.rand(x.shape, generator=gen, dtype=torch.float64)
+    u[0, 0, 1, :4] = torch.tensor([0.0, 1 - 1e-9, 0.5, 1e-9], dtype=torch.float64)  # the edges of each cell
+    deq = Dequantization()
+    logits = deq(x, torch.zeros(len(x), dtype=torch.float64), noise=u)[0]
+    yours = steps.guarded(lambda: my_quantize(logits), "my_quantize")
+    if not isinstance(yours, torch.Tensor) or yours.dtype != torch.int32:
+        got = yours.dtype if isinstance(yours, torch.Tensor) else type(yours).__name__
+        steps.fail("integer pixels", f"my_quantize returns {got}; pixels are integers: convert with .to(torch.int32)")
+    v = (torch.sigmoid(logits) - 0.5e-5) / (1 - 1e-5)
+    mistakes = {
+        "round() rounds half of the pixels up; use torch.floor to round down": torch.round(v * 256).clamp(0, 255),
+        "the α step is not undone: after the sigmoid compute (y - α/2) / (1 - α)": torch.floor(torch.sigmoid(logits) * 256),
+        "the values are not multiplied by L = 256 before rounding down": torch.floor(v).clamp(0, 255),
+    }
+    steps.expect("8 images of 8x8 back to integers", yours, x, 0, mistakes)
+    extreme = torch.tensor([-40.0, 40.0], dtype=torch.float64)
+    clip = {"logit 40 gives 256: clip the result to 0..255 (.clamp(0, 255))": torch.tensor([0, 256])}
+    steps.expect("extreme logits land on 0 and 255", steps.guarded(lambda: my_quantize(extreme), "my_quantize"), torch.tensor([0, 255]), 0, clip)
+
+
+def check_log_mean_exp(my_log_mean_exp: Callable[[torch.Tensor], torch.Tensor], seed: int = 0) -> None:
+    """Exercise 4: ``log(mean(exp(log_p)))`` over dimension 0, on values where exp underflows or overflows."""
+    steps = Steps(4)
+    cases = {
+        "8 draws for 5 images": torch.randn(8, 5, generator=seeded(seed), dtype=torch.float64) * 3,
+        "image-sized log-likelihoods": torch.tensor([[-700.0, -2000.0], [-705.0, -2100.0]], dtype=torch.float64),
+        "large log-likelihoods": torch.tensor([[800.0, 1000.0], [805.0, 1010.0], [790.0, 999.0]], dtype=torch.float64),
+        "one draw": torch.tensor([[-3.0, -900.0]], dtype=torch.float64),
+    }
+    for label, log_p in cases.items():
+        yours = steps.guarded(lambda: my_log_mean_exp(log_p.clone()), "my_log_mean_exp")
+        m = log_p.shape[0]
+        right = torch.logsumexp(log_p, dim=0) - math.log(m)
+        if isinstance(yours, torch.Tensor) and yours.shape == right.shape and not torch.isfinite(yours).all():
+            steps.fail(
+                label,
+                f"your result is {yours.tolist()}, the right one {[round(v, 4) for v in right.tolist()]}: exp under- or "
+                f"overflowed; shift each image's draws by their own maximum (log_p.max(dim=0)), not by one number for "
+                f"the whole batch, and add it back after the log",
+            )
+        mistakes = {
+            "log-sum-exp without the mean: subtract log M (M draws) to average": torch.logsumexp(log_p, dim=0),
+            "you average the logs (mean of log p); average the probabilities: log of the mean of exp": log_p.mean(0),
+            "you reduce over dimension 1 (the images); the draws are dimension 0": (
+                torch.logsumexp(log_p, dim=1) - math.log(log_p.shape[1])
+            ),
+            "keepdim=True keeps dimension 0: return one value per image, shape [images]": right.unsqueeze(0),
+        }
+        steps.expect(label, yours, right, 1e-9, mistakes)

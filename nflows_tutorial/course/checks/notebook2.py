@@ -1,0 +1,176 @@
+"""The checks of notebook 2's exercises: the additive coupling, the channel mask, the unsqueeze, an early split."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ...flows.conditioner import GatedConvNet
+from ...flows.coupling import CouplingLayer
+from ...flows.masks import create_channel_mask, create_checkerboard_mask
+from ...flows.model import ImageFlow
+from ...flows.multiscale import SqueezeFlow
+from .exercise import Steps
+from .layer import check_layer
+from .values import randomized
+
+__all__ = ["check_additive_coupling", "check_channel_mask", "check_unsqueeze", "check_early_split_flow"]
+
+
+class _Additive(nn.Module):
+    """The additive coupling as the statement defines it; ``sign=-1`` makes the mistake of subtracting in forward."""
+
+    def __init__(self, network: nn.Module, mask: torch.Tensor, sign: float = 1.0) -> None:
+        super().__init__()
+        self.network, self.sign = network, sign
+        self.register_buffer("mask", mask)
+
+    def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self.sign * self.network(z * self.mask) * (1 - self.mask)
+        return (z - t, ldj) if reverse else (z + t, ldj)
+
+
+def check_additive_coupling(my_additive_coupling: type[nn.Module], seed: int = 0) -> None:
+    """Exercise 5: ``MyAdditiveCoupling(network, mask)`` with a checkerboard and a channel mask, against the formula."""
+    steps = Steps(5)
+    gen = torch.Generator().manual_seed(seed)
+    configs = [
+        ("checkerboard mask, 1 channel", create_checkerboard_mask(4, 4), torch.randn(4, 1, 4, 4, generator=gen)),
+        ("channel mask, 4 channels, inverted", create_channel_mask(4, invert=True), torch.randn(4, 4, 2, 3, generator=gen)),
+    ]
+    for label, mask, example in configs:
+        channels = example.shape[1]
+        network = randomized(GatedConvNet(c_in=channels, hidden=8, c_out=channels), scale=0.3, seed=seed + 1)
+        layer = steps.guarded(lambda: my_additive_coupling(network, mask), "MyAdditiveCoupling(network, mask)")
+        mistakes = {
+            "forward subtracts the shift: z' = z + (1 - m) * t in forward, z - (1 - m) * t in reverse": (
+                _Additive(network, mask, sign=-1.0)
+            ),
+        }
+        print(f"{label}:")
+        check_layer(layer, example, reference=_Additive(network, mask), mistakes=mistakes)
+    steps.ok("both masks", "your additive coupling is right")
+
+
+def check_channel_mask(my_channel_mask: Callable[..., torch.Tensor]) -> None:
+    """Exercise 6: ``my_channel_mask(c_in, invert)`` against ``create_channel_mask`` for even and odd ``c_in``."""
+    steps = Steps(6)
+    for c_in in (2, 3, 8):
+        for invert in (False, True):
+            label = f"c_in={c_in}, invert={invert}"
+            yours = steps.guarded(lambda: my_channel_mask(c_in, invert), f"my_channel_mask({c_in}, {invert})")
+            if not isinstance(yours, torch.Tensor):
+                steps.fail(label, f"my_channel_mask returns {type(yours).__name__}, not a tensor")
+            if not yours.is_floating_point():
+                steps.fail(
+                    label,
+                    f"your mask is {yours.dtype}; the coupling computes z * mask and 1 - mask, which a {yours.dtype} "
+                    f"mask breaks: return a float mask (torch.zeros(...) and set ones, or .float())",
+                )
+            right = create_channel_mask(c_in, invert)
+            half = torch.zeros(1, c_in, 1, 1)
+            half[:, : (c_in + 1) // 2] = 1
+            mistakes = {
+                "invert is the wrong way round: invert=False keeps (1) the first c_in // 2 channels": 1 - right,
+                f"for c_in={c_in} your mask keeps {(c_in + 1) // 2} channels: keep the first c_in // 2, rounded down": (
+                    (1 - half) if invert else half
+                ),
+                "your mask keeps the last channels: the first c_in // 2 channels are 1 (kept)": right.flip(1),
+                f"your mask has shape [{c_in}]; it must broadcast over batch and pixels: shape [1, c_in, 1, 1]": right.flatten(),
+            }
+            steps.expect(label, yours, right, 0, mistakes)
+    layer = CouplingLayer(GatedConvNet(c_in=4, hidden=4), my_channel_mask(4, False), c_in=4)
+    layer(torch.randn(2, 4, 2, 2), torch.zeros(2))
+    steps.ok("a CouplingLayer with your mask", "runs")
+
+
+def _unsqueeze_channel_last(z: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = z.shape
+    return z.reshape(b, 2, 2, c // 4, h, w).permute(0, 3, 4, 1, 5, 2).reshape(b, c // 4, 2 * h, 2 * w)
+
+
+def _unsqueeze_transposed_block(z: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = z.shape
+    return z.reshape(b, c // 4, 2, 2, h, w).permute(0, 1, 4, 3, 5, 2).reshape(b, c // 4, 2 * h, 2 * w)
+
+
+def check_unsqueeze(my_unsqueeze: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """Exercise 7: ``my_unsqueeze`` undoes the package's squeeze for one and for several channels."""
+    steps = Steps(7)
+    squeeze = SqueezeFlow()
+    for shape in [(1, 1, 4, 4), (2, 2, 4, 6), (1, 3, 2, 2)]:
+        x = torch.arange(1, 1 + torch.Size(shape).numel(), dtype=torch.float64).view(shape)
+        squeezed = squeeze(x, None)[0]
+        yours = steps.guarded(lambda: my_unsqueeze(squeezed.clone()), "my_unsqueeze")
+        mistakes = {
+            "your unsqueeze takes the block's channels from the wrong places: the squeeze puts channel c's 2x2 block "
+            "at channels 4c..4c+3, so reshape the channels as (C, 2, 2), channel first": _unsqueeze_channel_last(squeezed),
+            "the rows and columns of each 2x2 block are swapped: a block's four channels are top-left, top-right, "
+            "bottom-left, bottom-right (row first)": _unsqueeze_transposed_block(squeezed),
+        }
+        steps.expect(f"{shape[1]} channel(s) of {shape[2]}x{shape[3]} come back", yours, x, 0, mistakes)
+
+    def squeeze_with_your_inverse(z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        return (my_unsqueeze(z), ldj) if reverse else squeeze(z, ldj)
+
+    check_layer(squeeze_with_your_inverse, torch.randn(3, 2, 4, 6, dtype=torch.float64))
+
+
+#: The layers exercise 8 asks for, in order.
+EARLY_SPLIT = ["Dequantization", "CouplingLayer", "CouplingLayer", "SqueezeFlow", "SplitFlow", "CouplingLayer",
+               "CouplingLayer", "SqueezeFlow", "CouplingLayer", "CouplingLayer"]
+
+
+def _hidden(layer: CouplingLayer) -> int | None:
+    first = next((m for m in layer.modules() if isinstance(m, nn.Conv2d)), None)
+    return None if first is None else first.out_channels
+
+
+def _check_couplings(steps: Steps, flows: list[nn.Module]) -> None:
+    couplings = [(i, f) for i, f in enumerate(flows) if isinstance(f, CouplingLayer)]
+    for i, layer in couplings:
+        if _hidden(layer) != 16:
+            steps.fail(
+                "conditioners", f"coupling {i}'s network has {_hidden(layer)} hidden channels; the statement asks for 16 "
+                f"(GatedConvNet(..., hidden=16))",
+            )
+    steps.ok("conditioners", "16 hidden channels each")
+    for (i, a), (j, b) in zip(couplings, couplings[1:], strict=False):
+        if j == i + 1 and a.mask.shape == b.mask.shape and torch.equal(a.mask, b.mask):
+            steps.fail(
+                "masks alternate",
+                f"layers {i} and {j} use the same mask, so the second transforms the same values again and the others "
+                f"never change: invert every second mask (invert=i % 2 == 1)",
+            )
+    steps.ok("masks alternate")
+
+
+def check_early_split_flow(my_early_split_flow: Callable[[], ImageFlow]) -> None:
+    """Exercise 8: the layers, conditioners, masks and latent shape of the statement's early-split flow."""
+    steps = Steps(8)
+    model = steps.guarded(my_early_split_flow, "my_early_split_flow()")
+    names = [type(f).__name__ for f in model.flows]
+    if names != EARLY_SPLIT:
+        first = next((i for i, (a, b) in enumerate(zip(names, EARLY_SPLIT, strict=False)) if a != b), min(len(names), len(EARLY_SPLIT)))
+        steps.fail(
+            "the layers", f"layer {first} is {names[first] if first < len(names) else 'missing'}; the statement asks for "
+            f"{EARLY_SPLIT[first] if first < len(EARLY_SPLIT) else 'no more layers'}",
+            f"  yours {names}\n  asked {EARLY_SPLIT}",
+        )
+    steps.ok("the layers", " -> ".join(names))
+    _check_couplings(steps, list(model.flows))
+    z, ldj = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.int32), torch.zeros(2)
+    with torch.no_grad():
+        for layer in model.flows:
+            z, ldj = steps.guarded(lambda: layer(z, ldj), f"{type(layer).__name__}")  # noqa: B023
+            print(f"{type(layer).__name__:>15} -> {list(z.shape[1:])}")
+    if tuple(model.latent_shape) != tuple(z.shape[1:]):
+        steps.fail(
+            "latent shape", f"you declare latent_shape={tuple(model.latent_shape)}, but your flow ends in "
+            f"{tuple(z.shape[1:])}: sampling must start from the shape the last layer produces",
+        )
+    steps.ok("latent shape", f"{list(z.shape[1:])}, where sampling starts")
+    images = steps.guarded(lambda: model.sample(2), "sampling")
+    steps.expect("sampled images", torch.tensor(list(images.shape)), torch.tensor([2, 1, 28, 28]), 0, {})

@@ -1,0 +1,166 @@
+"""The checks of notebook 3's exercises: importance-sampled bpd, interpolation, the 1x1 convolution, Householder."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...analysis.sampling import interpolate
+from ...flows.model import ImageFlow
+from ...flows.prior import standard_normal_log_prob
+from .exercise import Steps, refuse_calls, seeded
+from .layer import check_layer
+
+__all__ = ["check_importance_bpd", "check_interpolate", "check_invertible_conv", "check_householder"]
+
+
+def _draws(model: ImageFlow, imgs: torch.Tensor, m: int, seed: int, repeated: bool) -> torch.Tensor:
+    """``[M, batch]`` log-likelihoods of single draws, with the noise a student's loop (or one repeated batch) draws."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        if repeated:
+            z, ldj = model.encode(imgs.repeat(m, *([1] * (imgs.dim() - 1))))
+            return (ldj + standard_normal_log_prob(z)).view(m, -1)
+        return torch.stack([ldj + standard_normal_log_prob(z) for z, ldj in (model.encode(imgs) for _ in range(m))])
+
+
+def check_importance_bpd(
+    my_importance_bpd: Callable[[ImageFlow, torch.Tensor, int], torch.Tensor],
+    model: ImageFlow,
+    imgs: torch.Tensor,
+    seed: int = 0,
+) -> None:
+    """Exercise 9: bpd from ``M`` draws averaged inside the log, with the noise of the student's own draws."""
+    steps = Steps(9)
+    refuse_calls(
+        steps, my_importance_bpd, lambda v: False, frozenset({"log_likelihood", "bits_per_dim"}),
+        "build the estimate from model.encode and standard_normal_log_prob",
+    )
+    to_bpd = math.log2(math.e) / imgs[0].numel()
+    for m in (1, 8):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            yours = steps.guarded(lambda: my_importance_bpd(model, imgs, m), "my_importance_bpd")  # noqa: B023
+        mine = torch.as_tensor(yours).detach().cpu().double()
+
+        def distance(log_p: torch.Tensor) -> float:
+            estimate = -(torch.logsumexp(log_p, 0) - math.log(m)) * to_bpd  # noqa: B023
+            return (estimate - mine).abs().max().item() if estimate.shape == mine.shape else math.inf  # noqa: B023
+
+        # The check redraws the student's noise: one encode per draw, or one encode of the batch repeated M times.
+        log_p = min((_draws(model, imgs, m, seed, repeated).cpu().double() for repeated in (False, True)), key=distance)
+        right = -(torch.logsumexp(log_p, 0) - math.log(m)) * to_bpd
+        mistakes = {
+            "you average the bpd of the M draws (the mean outside the log); average the likelihoods: log-mean-exp of "
+            "the M log-likelihoods, then convert": -log_p.mean(0) * to_bpd,
+            "log-sum-exp without the mean: subtract log M": -torch.logsumexp(log_p, 0) * to_bpd,
+            "your result is in nats per dimension: multiply by log2(e) (divide by ln 2)": right * math.log(2),
+            "the sign is flipped: bpd is the negative log-likelihood in bits": -right,
+            "you return one number for the batch: keep one bpd per image": right.mean(),
+        }
+        steps.expect(f"M={m}, the same noise as your draws", mine, right, 1e-5, mistakes)
+
+
+def check_interpolate(
+    my_interpolate: Callable[[ImageFlow, torch.Tensor, torch.Tensor, int], torch.Tensor],
+    model: ImageFlow,
+    img1: torch.Tensor,
+    img2: torch.Tensor,
+    seed: int = 0,
+) -> None:
+    """Exercise 10: the decoded frames match the package's ``interpolate`` under the same seed."""
+    steps = Steps(10)
+    steps_n = 6
+    torch.manual_seed(seed)
+    yours = steps.guarded(lambda: my_interpolate(model, img1, img2, steps_n), "my_interpolate")
+    torch.manual_seed(seed)
+    right = interpolate(model, img1, img2, steps_n)
+    expected_shape = [steps_n, *img1.shape]
+    if not isinstance(yours, torch.Tensor) or list(yours.shape) != expected_shape:
+        got = list(yours.shape) if isinstance(yours, torch.Tensor) else type(yours).__name__
+        steps.fail("frames", f"your result is {got}; it must hold {steps_n} images: shape {expected_shape}")
+    yours, right = yours.cpu().to(torch.int64), right.cpu().to(torch.int64)
+    ends = (img1.cpu().to(torch.int64), img2.cpu().to(torch.int64))
+    for k in range(1, steps_n - 1):
+        for name, end in zip(("img1", "img2"), ends, strict=True):
+            if torch.equal(yours[k], end):
+                steps.fail("frames between the ends", f"frame {k} is a copy of {name}: decode the mixed latents (1 - t) z1 + t z2")
+    if (yours[0] - ends[1]).abs().sum() < (yours[0] - ends[0]).abs().sum():
+        steps.fail("direction", "your frames run from img2 to img1: t = 0 must give img1")
+    for k in range(steps_n):
+        off = ((yours[k] - right[k]).abs() > 8).float().mean().item()
+        if off > 0.01:
+            steps.fail(
+                f"frame {k}",
+                f"{off:.0%} of frame {k}'s pixels differ by more than 8 levels from the frame the package decodes at "
+                f"t = {k}/{steps_n - 1}: the frames must decode (1 - t) z1 + t z2 with t = 0, 1/{steps_n - 1}, ..., 1",
+            )
+    steps.ok(f"{steps_n} frames", "each within 8 grey levels of the package's frame on at least 99% of its pixels")
+
+
+class _Conv1x1(nn.Module):
+    """``z' = W z`` at every pixel with a fixed matrix, and ``H W log|det W|``; ``positions=False`` forgets ``H W``."""
+
+    def __init__(self, weight: torch.Tensor, positions: bool = True) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight.detach().clone())
+        self.positions = positions
+
+    def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        log_det = torch.linalg.slogdet(self.weight).logabsdet * (z.shape[2] * z.shape[3] if self.positions else 1)
+        w = torch.linalg.inv(self.weight) if reverse else self.weight
+        z = F.conv2d(z, w[:, :, None, None])
+        return z, ldj - log_det if reverse else ldj + log_det
+
+
+def check_invertible_conv(my_invertible_1x1_conv: type[nn.Module], seed: int = 0) -> None:
+    """Exercise 11: ``MyInvertible1x1Conv(4)`` with a non-orthogonal weight against ``F.conv2d`` with that weight."""
+    steps = Steps(11)
+    layer = steps.guarded(lambda: my_invertible_1x1_conv(4), "MyInvertible1x1Conv(4)")
+    weight = getattr(layer, "weight", None)
+    if not isinstance(weight, nn.Parameter) or weight.shape != (4, 4):
+        steps.fail("the weight", "keep the statement's self.weight, a 4 x 4 nn.Parameter")
+    with torch.no_grad():
+        weight.add_(0.3 * torch.randn(4, 4, generator=seeded(seed)))  # no longer a rotation: log|det W| != 0
+    w = weight.detach().double()
+    mistakes = {"your layer applies Wᵀ at each pixel: z'[i] = Σ_j W[i, j] z[j] uses W itself": _Conv1x1(w.T)}
+    example = torch.randn(3, 4, 3, 5, generator=seeded(seed + 1))
+    check_layer(layer, example, reference=_Conv1x1(w), mistakes=mistakes)
+
+
+def _householder_product(vectors: torch.Tensor, order: int = 1, factor: float = 2.0, normalise: bool = True) -> torch.Tensor:
+    eye = torch.eye(vectors.shape[1], dtype=vectors.dtype)
+    product = eye
+    for v in list(vectors)[::order]:
+        product = product @ (eye - factor * torch.outer(v, v) / (v.dot(v) if normalise else 1))
+    return product
+
+
+def check_householder(my_householder: type[nn.Module], seed: int = 0) -> None:
+    """Exercise 12: ``matrix()`` against the product of reflections rebuilt from the vectors, then the layer."""
+    steps = Steps(12)
+    layer = steps.guarded(lambda: my_householder(4), "MyHouseholder(4)")
+    with torch.no_grad():
+        layer.vectors.copy_(torch.randn(layer.vectors.shape, generator=seeded(seed)))
+        yours = steps.guarded(layer.matrix, "matrix()")
+    v = layer.vectors.detach()
+    right = _householder_product(v)
+    mistakes = {
+        "matrix() returns the identity: multiply the reflections I - 2 v vᵀ / (vᵀ v), one per vector": torch.eye(4),
+        "your product runs in the reverse order: H_1 H_2 ... H_k, the first vector's reflection on the left": (
+            _householder_product(v, order=-1)
+        ),
+        "a reflection divides by vᵀ v: I - 2 v vᵀ / (vᵀ v) (without it the matrix is not orthogonal)": (
+            _householder_product(v, normalise=False)
+        ),
+        "a reflection needs the factor 2: I - v vᵀ / (vᵀ v) projects, and a projection cannot be inverted": (
+            _householder_product(v, factor=1.0)
+        ),
+    }
+    steps.expect("matrix() vs the product rebuilt from your vectors", yours, right, 1e-5, mistakes)
+    example = torch.randn(3, 4, 3, 3, generator=seeded(seed + 1))
+    check_layer(layer, example, reference=_Conv1x1(_householder_product(v.double())))
