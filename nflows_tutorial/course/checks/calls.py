@@ -13,7 +13,16 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Layer", "CheckTimeout", "Outcome", "time_limit", "call_layer", "same", "unregistered_tensors"]
+__all__ = [
+    "CALL_TIME_LIMIT",
+    "Layer",
+    "CheckTimeout",
+    "Outcome",
+    "time_limit",
+    "call_layer",
+    "same",
+    "unregistered_tensors",
+]
 
 Layer = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
@@ -101,7 +110,18 @@ def _changed_in_place(z: torch.Tensor, z_before: torch.Tensor, ldj: torch.Tensor
     return ""
 
 
-def call_layer(layer: Layer, z: torch.Tensor, ldj: torch.Tensor, reverse: bool, **kwargs: Any) -> Outcome:
+#: Seconds one call of a layer may take before it is stopped as a layer that never returns.
+CALL_TIME_LIMIT = 20.0
+
+
+def call_layer(
+    layer: Layer,
+    z: torch.Tensor,
+    ldj: torch.Tensor,
+    reverse: bool,
+    seconds: float | None = CALL_TIME_LIMIT,
+    **kwargs: Any,
+) -> Outcome:
     """Run one direction of ``layer`` and report a crash, a timeout, a wrong return or an input changed in place.
 
     ``NotImplementedError`` (an unfinished exercise) propagates, so that a stub fails loudly.
@@ -109,7 +129,8 @@ def call_layer(layer: Layer, z: torch.Tensor, ldj: torch.Tensor, reverse: bool, 
     direction = "reverse" if reverse else "forward"
     z_before, ldj_before = z.clone(), ldj.clone()
     try:
-        out = layer(z, ldj, reverse=reverse, **kwargs)
+        with time_limit(seconds):
+            out = layer(z, ldj, reverse=reverse, **kwargs)
     except NotImplementedError:
         raise
     except CheckTimeout as err:

@@ -38,13 +38,17 @@ class Steps:
         print(f"[FAIL] {label}: {fault}" + (f"\n{evidence}" if evidence else ""))
         raise ExerciseFailure(f"Exercise {self.exercise}: {fault}" + (f"\n{evidence}" if evidence else ""))
 
-    def expect(self, label: str, yours: torch.Tensor, right: torch.Tensor, tol: float, mistakes: Mapping[str, Any]) -> None:
+    def expect(
+        self, label: str, yours: torch.Tensor, right: torch.Tensor, tol: float, mistakes: Mapping[str, Any]
+    ) -> None:
         """Pass if ``yours`` matches ``right``; else name the first of ``mistakes`` (fault -> wrong value) it matches."""
         yours, right = torch.as_tensor(yours).detach().cpu(), torch.as_tensor(right).detach().cpu()
         evidence = f"  yours {shown(yours.double())}\n  right {shown(right.double())}"
         if yours.shape != right.shape:
             for fault, wrong in mistakes.items():
-                if torch.as_tensor(wrong).shape == yours.shape and close(yours.double(), torch.as_tensor(wrong).double(), tol):
+                if torch.as_tensor(wrong).shape == yours.shape and close(
+                    yours.double(), torch.as_tensor(wrong).double(), tol
+                ):
                     self.fail(label, fault, evidence)
             self.fail(label, f"your result has shape {list(yours.shape)}, the right one {list(right.shape)}", evidence)
         if close(yours.double(), right.double(), tol):
@@ -57,11 +61,11 @@ class Steps:
         self.fail(label, fault, evidence)
 
     @staticmethod
-    def guarded(run: Callable[[], Any], what: str, seconds: float = EXERCISE_TIME_LIMIT) -> Any:
-        """Call the student's code under a time limit; a crash or a timeout becomes a named failure."""
+    def guarded(what: str, run: Callable[..., Any], *args: Any) -> Any:
+        """``run(*args)``, the student's code, under a time limit; a crash or a timeout becomes a named failure."""
         try:
-            with time_limit(seconds):
-                return run()
+            with time_limit(EXERCISE_TIME_LIMIT):
+                return run(*args)
         except NotImplementedError:
             raise
         except CheckTimeout as err:
@@ -110,9 +114,9 @@ def refuse_calls(
                 name = instruction.argval
                 if instruction.opname in ("LOAD_ATTR", "LOAD_METHOD") and name in attributes:
                     steps.fail("the rules", f"your answer calls the package's {name}: {why}")
-                if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME") and name in function.__globals__:
-                    if forbidden(function.__globals__[name]):
-                        steps.fail("the rules", f"your answer uses the package's {name}: {why}")
+                global_name = instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME") and name in function.__globals__
+                if global_name and forbidden(function.__globals__[name]):
+                    steps.fail("the rules", f"your answer uses the package's {name}: {why}")
     steps.ok("the rules", "your answer does not call the package's version")
 
 

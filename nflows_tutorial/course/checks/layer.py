@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from . import properties as prop
-from .calls import Layer, call_layer, time_limit, unregistered_tensors
+from .calls import CALL_TIME_LIMIT, Layer, call_layer, unregistered_tensors
 from .properties import Probe, Verdict
 
 __all__ = ["PROPERTIES", "Verdict", "LayerReport", "LayerCheckError", "inspect_layer", "check_layer"]
@@ -21,8 +21,8 @@ PROPERTIES = ("call", "shape", "repeatable", "kept", "values", "inverse", "log-d
 
 # Largest Jacobian the log-det check builds (values per sample): a 1024 x 1024 matrix takes a second.
 MAX_VALUES = 1024
-#: Seconds a whole check may take before a layer that never returns is stopped.
-TIME_LIMIT = 60.0
+#: Seconds one call of the layer may take before it is stopped as a layer that never returns.
+TIME_LIMIT = CALL_TIME_LIMIT
 
 
 @dataclass(repr=False)
@@ -95,7 +95,9 @@ def _takes_noise(layer: Layer) -> bool:
         return False
 
 
-def _start(layer: Layer, z: torch.Tensor, reference: Layer | None) -> tuple[Probe | None, Verdict]:
+def _start(
+    layer: Layer, z: torch.Tensor, reference: Layer | None, seconds: float | None
+) -> tuple[Probe | None, Verdict]:
     """The first call: the layer runs, returns ``(z, ldj)``, holds no stray tensors; the probe for the rest."""
     plain = [name for name, _ in unregistered_tensors(layer)]
     if plain:
@@ -103,16 +105,20 @@ def _start(layer: Layer, z: torch.Tensor, reference: Layer | None) -> tuple[Prob
             f"{plain[0]} is a plain tensor attribute: .to(), .double() and state_dict() skip it; register it with "
             f"self.register_buffer({plain[0].rsplit('.', 1)[-1]!r}, tensor) (or make it an nn.Parameter if it is learned)"
         )
-        return None, Verdict("call", False, f"{len(plain)} tensor attribute(s) not registered: {', '.join(plain)}", cause)
+        return None, Verdict(
+            "call", False, f"{len(plain)} tensor attribute(s) not registered: {', '.join(plain)}", cause
+        )
     kwargs: dict[str, torch.Tensor] = {}
     if not z.is_floating_point():
         if not _takes_noise(layer):
-            cause = "to be checked, a dequantization layer takes noise= (the u in [0, 1) it adds), as Dequantization does"
+            cause = (
+                "to be checked, a dequantization layer takes noise= (the u in [0, 1) it adds), as Dequantization does"
+            )
             return None, Verdict("call", False, "integer input, but the layer takes no noise= argument", cause)
         kwargs["noise"] = torch.rand(z.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     ldj = torch.zeros(z.shape[0], dtype=torch.float64)
     with torch.no_grad():
-        outcome = call_layer(layer, z, ldj, reverse=False, **kwargs)
+        outcome = call_layer(layer, z, ldj, reverse=False, seconds=seconds, **kwargs)
     if outcome.out is None:
         return None, Verdict("call", False, outcome.problem, outcome.cause)
     probe = Probe(layer, z, kwargs, *outcome.out)
@@ -150,23 +156,32 @@ def inspect_layer(
     z = example_input.detach()
     z = z.to(torch.float64) if z.is_floating_point() else z
     report = LayerReport()
-    with time_limit(time_limit_s):
-        try:
-            probe, verdict = _start(layer64, z, _as_float64(reference))
+    probe, verdict = _start(layer64, z, _as_float64(reference), time_limit_s)
+    report.verdicts.append(verdict)
+    if probe is None:
+        return report
+    probe.tol, probe.seconds = tol, time_limit_s
+    probe.mistakes = {k: _as_float64(v) for k, v in (mistakes or {}).items()}
+    for check in _properties(probe):
+        verdict = _run_property(check, probe)
+        if verdict is not None:
             report.verdicts.append(verdict)
-            if probe is None:
-                return report
-            probe.tol, probe.mistakes = tol, {k: _as_float64(v) for k, v in (mistakes or {}).items()}
-            for check in _properties(probe):
-                verdict = check(probe)
-                if verdict is not None:
-                    report.verdicts.append(verdict)
-                    if not verdict.passed:
-                        break
-        except prop.CheckTimeout as err:
-            cause = "a loop that never ends (a while loop whose condition never changes?); a layer is a fixed formula"
-            report.verdicts.append(Verdict("time", False, f"the check was stopped: your layer {err}", cause))
+            if not verdict.passed:
+                break
     return report
+
+
+def _run_property(check: Callable[[Probe], Verdict | None], probe: Probe) -> Verdict | None:
+    """One property's verdict; a crash of the layer while it is measured fails that property, named."""
+    try:
+        return check(probe)
+    except NotImplementedError:
+        raise
+    except Exception as err:  # the student's layer crashed on an input this property needs
+        name = check.__name__.replace("_", "-")
+        problem = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        cause = f"your layer raised {problem} when called for this check (e.g. on one sample alone, or from ldj = 100)"
+        return Verdict(name, False, f"raised {problem}", cause)
 
 
 def _properties(probe: Probe) -> list[Callable[[Probe], Verdict | None]]:

@@ -27,7 +27,7 @@ def check_bits_per_dim(my_bits_per_dim: Callable[[torch.Tensor, int], torch.Tens
     refuse_calls(steps, my_bits_per_dim, _is_package_bpd, frozenset(), "write the conversion yourself")
     log_px = -(torch.rand(4, generator=seeded(seed), dtype=torch.float64) * 3000 + 100)
     for dims in (784, 3 * 32 * 32):
-        yours = steps.guarded(lambda: my_bits_per_dim(log_px, dims), "my_bits_per_dim")
+        yours = steps.guarded("my_bits_per_dim", my_bits_per_dim, log_px, dims)
         right = -log_px / (dims * LN2)
         mistakes = {
             "the sign is flipped: bits per dimension is the NEGATIVE log-likelihood in bits, a positive number": -right,
@@ -63,15 +63,20 @@ class _PackageLogit(torch.nn.Module):
         return z, ldj
 
 
-def check_logit_layer(my_logit_layer: Callable[..., tuple[torch.Tensor, torch.Tensor]], alpha: float = 1e-5, seed: int = 0) -> None:
+def check_logit_layer(
+    my_logit_layer: Callable[..., tuple[torch.Tensor, torch.Tensor]], alpha: float = 1e-5, seed: int = 0
+) -> None:
     """Exercise 2: the alpha step and logit as a layer, against the package's ``logit``/``sigmoid``."""
     steps = Steps(2)
     refuse_calls(
-        steps, my_logit_layer, lambda v: isinstance(v, Dequantization) or v is Dequantization, frozenset(),
+        steps,
+        my_logit_layer,
+        lambda v: isinstance(v, Dequantization) or v is Dequantization,
+        frozenset(),
         "write the α step and the logit with torch operations",
     )
     edges = torch.tensor([[[[0.0, 0.5, 1 - 1e-12]]]], dtype=torch.float64)
-    out = steps.guarded(lambda: my_logit_layer(edges, torch.zeros(1, dtype=torch.float64)), "my_logit_layer")[0]
+    out = steps.guarded("my_logit_layer", my_logit_layer, edges, torch.zeros(1, dtype=torch.float64))[0]
     if not torch.isfinite(out).all():
         steps.fail(
             "values at the edges of [0, 1)",
@@ -91,7 +96,10 @@ def check_quantize(my_quantize: Callable[[torch.Tensor], torch.Tensor], seed: in
     """Exercise 3: logits from the package's dequantization come back to exactly the integers they came from."""
     steps = Steps(3)
     refuse_calls(
-        steps, my_quantize, lambda v: isinstance(v, Dequantization) or v is Dequantization, frozenset(),
+        steps,
+        my_quantize,
+        lambda v: isinstance(v, Dequantization) or v is Dequantization,
+        frozenset(),
         "write the sigmoid, the α step's inverse, the scaling and the rounding yourself",
     )
     gen = seeded(seed)
@@ -101,20 +109,28 @@ def check_quantize(my_quantize: Callable[[torch.Tensor], torch.Tensor], seed: in
     u[0, 0, 1, :4] = torch.tensor([0.0, 1 - 1e-9, 0.5, 1e-9], dtype=torch.float64)  # the edges of each cell
     deq = Dequantization()
     logits = deq(x, torch.zeros(len(x), dtype=torch.float64), noise=u)[0]
-    yours = steps.guarded(lambda: my_quantize(logits), "my_quantize")
+    yours = steps.guarded("my_quantize", my_quantize, logits)
     if not isinstance(yours, torch.Tensor) or yours.dtype != torch.int32:
         got = yours.dtype if isinstance(yours, torch.Tensor) else type(yours).__name__
         steps.fail("integer pixels", f"my_quantize returns {got}; pixels are integers: convert with .to(torch.int32)")
     v = (torch.sigmoid(logits) - 0.5e-5) / (1 - 1e-5)
     mistakes = {
         "round() rounds half of the pixels up; use torch.floor to round down": torch.round(v * 256).clamp(0, 255),
-        "the α step is not undone: after the sigmoid compute (y - α/2) / (1 - α)": torch.floor(torch.sigmoid(logits) * 256),
+        "the α step is not undone: after the sigmoid compute (y - α/2) / (1 - α)": torch.floor(
+            torch.sigmoid(logits) * 256
+        ),
         "the values are not multiplied by L = 256 before rounding down": torch.floor(v).clamp(0, 255),
     }
     steps.expect("8 images of 8x8 back to integers", yours, x, 0, mistakes)
     extreme = torch.tensor([-40.0, 40.0], dtype=torch.float64)
     clip = {"logit 40 gives 256: clip the result to 0..255 (.clamp(0, 255))": torch.tensor([0, 256])}
-    steps.expect("extreme logits land on 0 and 255", steps.guarded(lambda: my_quantize(extreme), "my_quantize"), torch.tensor([0, 255]), 0, clip)
+    steps.expect(
+        "extreme logits land on 0 and 255",
+        steps.guarded("my_quantize", my_quantize, extreme),
+        torch.tensor([0, 255]),
+        0,
+        clip,
+    )
 
 
 def check_log_mean_exp(my_log_mean_exp: Callable[[torch.Tensor], torch.Tensor], seed: int = 0) -> None:
@@ -127,7 +143,7 @@ def check_log_mean_exp(my_log_mean_exp: Callable[[torch.Tensor], torch.Tensor], 
         "one draw": torch.tensor([[-3.0, -900.0]], dtype=torch.float64),
     }
     for label, log_p in cases.items():
-        yours = steps.guarded(lambda: my_log_mean_exp(log_p.clone()), "my_log_mean_exp")
+        yours = steps.guarded("my_log_mean_exp", my_log_mean_exp, log_p.clone())
         m = log_p.shape[0]
         right = torch.logsumexp(log_p, dim=0) - math.log(m)
         if isinstance(yours, torch.Tensor) and yours.shape == right.shape and not torch.isfinite(yours).all():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import torch
@@ -38,12 +39,16 @@ def check_additive_coupling(my_additive_coupling: type[nn.Module], seed: int = 0
     gen = torch.Generator().manual_seed(seed)
     configs = [
         ("checkerboard mask, 1 channel", create_checkerboard_mask(4, 4), torch.randn(4, 1, 4, 4, generator=gen)),
-        ("channel mask, 4 channels, inverted", create_channel_mask(4, invert=True), torch.randn(4, 4, 2, 3, generator=gen)),
+        (
+            "channel mask, 4 channels, inverted",
+            create_channel_mask(4, invert=True),
+            torch.randn(4, 4, 2, 3, generator=gen),
+        ),
     ]
     for label, mask, example in configs:
         channels = example.shape[1]
         network = randomized(GatedConvNet(c_in=channels, hidden=8, c_out=channels), scale=0.3, seed=seed + 1)
-        layer = steps.guarded(lambda: my_additive_coupling(network, mask), "MyAdditiveCoupling(network, mask)")
+        layer = steps.guarded("MyAdditiveCoupling(network, mask)", my_additive_coupling, network, mask)
         mistakes = {
             "forward subtracts the shift: z' = z + (1 - m) * t in forward, z - (1 - m) * t in reverse": (
                 _Additive(network, mask, sign=-1.0)
@@ -60,7 +65,7 @@ def check_channel_mask(my_channel_mask: Callable[..., torch.Tensor]) -> None:
     for c_in in (2, 3, 8):
         for invert in (False, True):
             label = f"c_in={c_in}, invert={invert}"
-            yours = steps.guarded(lambda: my_channel_mask(c_in, invert), f"my_channel_mask({c_in}, {invert})")
+            yours = steps.guarded(f"my_channel_mask({c_in}, {invert})", my_channel_mask, c_in, invert)
             if not isinstance(yours, torch.Tensor):
                 steps.fail(label, f"my_channel_mask returns {type(yours).__name__}, not a tensor")
             if not yours.is_floating_point():
@@ -103,24 +108,38 @@ def check_unsqueeze(my_unsqueeze: Callable[[torch.Tensor], torch.Tensor]) -> Non
     for shape in [(1, 1, 4, 4), (2, 2, 4, 6), (1, 3, 2, 2)]:
         x = torch.arange(1, 1 + torch.Size(shape).numel(), dtype=torch.float64).view(shape)
         squeezed = squeeze(x, None)[0]
-        yours = steps.guarded(lambda: my_unsqueeze(squeezed.clone()), "my_unsqueeze")
+        yours = steps.guarded("my_unsqueeze", my_unsqueeze, squeezed.clone())
         mistakes = {
             "your unsqueeze takes the block's channels from the wrong places: the squeeze puts channel c's 2x2 block "
-            "at channels 4c..4c+3, so reshape the channels as (C, 2, 2), channel first": _unsqueeze_channel_last(squeezed),
+            "at channels 4c..4c+3, so reshape the channels as (C, 2, 2), channel first": _unsqueeze_channel_last(
+                squeezed
+            ),
             "the rows and columns of each 2x2 block are swapped: a block's four channels are top-left, top-right, "
             "bottom-left, bottom-right (row first)": _unsqueeze_transposed_block(squeezed),
         }
         steps.expect(f"{shape[1]} channel(s) of {shape[2]}x{shape[3]} come back", yours, x, 0, mistakes)
 
-    def squeeze_with_your_inverse(z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def squeeze_with_your_inverse(
+        z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return (my_unsqueeze(z), ldj) if reverse else squeeze(z, ldj)
 
     check_layer(squeeze_with_your_inverse, torch.randn(3, 2, 4, 6, dtype=torch.float64))
 
 
 #: The layers exercise 8 asks for, in order.
-EARLY_SPLIT = ["Dequantization", "CouplingLayer", "CouplingLayer", "SqueezeFlow", "SplitFlow", "CouplingLayer",
-               "CouplingLayer", "SqueezeFlow", "CouplingLayer", "CouplingLayer"]
+EARLY_SPLIT = [
+    "Dequantization",
+    "CouplingLayer",
+    "CouplingLayer",
+    "SqueezeFlow",
+    "SplitFlow",
+    "CouplingLayer",
+    "CouplingLayer",
+    "SqueezeFlow",
+    "CouplingLayer",
+    "CouplingLayer",
+]
 
 
 def _hidden(layer: CouplingLayer) -> int | None:
@@ -133,11 +152,12 @@ def _check_couplings(steps: Steps, flows: list[nn.Module]) -> None:
     for i, layer in couplings:
         if _hidden(layer) != 16:
             steps.fail(
-                "conditioners", f"coupling {i}'s network has {_hidden(layer)} hidden channels; the statement asks for 16 "
+                "conditioners",
+                f"coupling {i}'s network has {_hidden(layer)} hidden channels; the statement asks for 16 "
                 f"(GatedConvNet(..., hidden=16))",
             )
     steps.ok("conditioners", "16 hidden channels each")
-    for (i, a), (j, b) in zip(couplings, couplings[1:], strict=False):
+    for (i, a), (j, b) in itertools.pairwise(couplings):
         if j == i + 1 and a.mask.shape == b.mask.shape and torch.equal(a.mask, b.mask):
             steps.fail(
                 "masks alternate",
@@ -150,12 +170,16 @@ def _check_couplings(steps: Steps, flows: list[nn.Module]) -> None:
 def check_early_split_flow(my_early_split_flow: Callable[[], ImageFlow]) -> None:
     """Exercise 8: the layers, conditioners, masks and latent shape of the statement's early-split flow."""
     steps = Steps(8)
-    model = steps.guarded(my_early_split_flow, "my_early_split_flow()")
+    model = steps.guarded("my_early_split_flow()", my_early_split_flow)
     names = [type(f).__name__ for f in model.flows]
     if names != EARLY_SPLIT:
-        first = next((i for i, (a, b) in enumerate(zip(names, EARLY_SPLIT, strict=False)) if a != b), min(len(names), len(EARLY_SPLIT)))
+        first = next(
+            (i for i, (a, b) in enumerate(zip(names, EARLY_SPLIT, strict=False)) if a != b),
+            min(len(names), len(EARLY_SPLIT)),
+        )
         steps.fail(
-            "the layers", f"layer {first} is {names[first] if first < len(names) else 'missing'}; the statement asks for "
+            "the layers",
+            f"layer {first} is {names[first] if first < len(names) else 'missing'}; the statement asks for "
             f"{EARLY_SPLIT[first] if first < len(EARLY_SPLIT) else 'no more layers'}",
             f"  yours {names}\n  asked {EARLY_SPLIT}",
         )
@@ -164,13 +188,14 @@ def check_early_split_flow(my_early_split_flow: Callable[[], ImageFlow]) -> None
     z, ldj = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.int32), torch.zeros(2)
     with torch.no_grad():
         for layer in model.flows:
-            z, ldj = steps.guarded(lambda: layer(z, ldj), f"{type(layer).__name__}")  # noqa: B023
+            z, ldj = steps.guarded(f"{type(layer).__name__}", layer, z, ldj)
             print(f"{type(layer).__name__:>15} -> {list(z.shape[1:])}")
     if tuple(model.latent_shape) != tuple(z.shape[1:]):
         steps.fail(
-            "latent shape", f"you declare latent_shape={tuple(model.latent_shape)}, but your flow ends in "
+            "latent shape",
+            f"you declare latent_shape={tuple(model.latent_shape)}, but your flow ends in "
             f"{tuple(z.shape[1:])}: sampling must start from the shape the last layer produces",
         )
     steps.ok("latent shape", f"{list(z.shape[1:])}, where sampling starts")
-    images = steps.guarded(lambda: model.sample(2), "sampling")
+    images = steps.guarded("sampling", model.sample, 2)
     steps.expect("sampled images", torch.tensor(list(images.shape)), torch.tensor([2, 1, 28, 28]), 0, {})

@@ -37,14 +37,17 @@ def check_importance_bpd(
     """Exercise 9: bpd from ``M`` draws averaged inside the log, with the noise of the student's own draws."""
     steps = Steps(9)
     refuse_calls(
-        steps, my_importance_bpd, lambda v: False, frozenset({"log_likelihood", "bits_per_dim"}),
+        steps,
+        my_importance_bpd,
+        lambda v: False,
+        frozenset({"log_likelihood", "bits_per_dim"}),
         "build the estimate from model.encode and standard_normal_log_prob",
     )
     to_bpd = math.log2(math.e) / imgs[0].numel()
     for m in (1, 8):
         torch.manual_seed(seed)
         with torch.no_grad():
-            yours = steps.guarded(lambda: my_importance_bpd(model, imgs, m), "my_importance_bpd")  # noqa: B023
+            yours = steps.guarded("my_importance_bpd", my_importance_bpd, model, imgs, m)
         mine = torch.as_tensor(yours).detach().cpu().double()
 
         def distance(log_p: torch.Tensor) -> float:
@@ -76,7 +79,7 @@ def check_interpolate(
     steps = Steps(10)
     steps_n = 6
     torch.manual_seed(seed)
-    yours = steps.guarded(lambda: my_interpolate(model, img1, img2, steps_n), "my_interpolate")
+    yours = steps.guarded("my_interpolate", my_interpolate, model, img1, img2, steps_n)
     torch.manual_seed(seed)
     right = interpolate(model, img1, img2, steps_n)
     expected_shape = [steps_n, *img1.shape]
@@ -88,7 +91,10 @@ def check_interpolate(
     for k in range(1, steps_n - 1):
         for name, end in zip(("img1", "img2"), ends, strict=True):
             if torch.equal(yours[k], end):
-                steps.fail("frames between the ends", f"frame {k} is a copy of {name}: decode the mixed latents (1 - t) z1 + t z2")
+                steps.fail(
+                    "frames between the ends",
+                    f"frame {k} is a copy of {name}: decode the mixed latents (1 - t) z1 + t z2",
+                )
     if (yours[0] - ends[1]).abs().sum() < (yours[0] - ends[0]).abs().sum():
         steps.fail("direction", "your frames run from img2 to img1: t = 0 must give img1")
     for k in range(steps_n):
@@ -120,7 +126,7 @@ class _Conv1x1(nn.Module):
 def check_invertible_conv(my_invertible_1x1_conv: type[nn.Module], seed: int = 0) -> None:
     """Exercise 11: ``MyInvertible1x1Conv(4)`` with a non-orthogonal weight against ``F.conv2d`` with that weight."""
     steps = Steps(11)
-    layer = steps.guarded(lambda: my_invertible_1x1_conv(4), "MyInvertible1x1Conv(4)")
+    layer = steps.guarded("MyInvertible1x1Conv(4)", my_invertible_1x1_conv, 4)
     weight = getattr(layer, "weight", None)
     if not isinstance(weight, nn.Parameter) or weight.shape != (4, 4):
         steps.fail("the weight", "keep the statement's self.weight, a 4 x 4 nn.Parameter")
@@ -132,7 +138,9 @@ def check_invertible_conv(my_invertible_1x1_conv: type[nn.Module], seed: int = 0
     check_layer(layer, example, reference=_Conv1x1(w), mistakes=mistakes)
 
 
-def _householder_product(vectors: torch.Tensor, order: int = 1, factor: float = 2.0, normalise: bool = True) -> torch.Tensor:
+def _householder_product(
+    vectors: torch.Tensor, order: int = 1, factor: float = 2.0, normalise: bool = True
+) -> torch.Tensor:
     eye = torch.eye(vectors.shape[1], dtype=vectors.dtype)
     product = eye
     for v in list(vectors)[::order]:
@@ -143,10 +151,10 @@ def _householder_product(vectors: torch.Tensor, order: int = 1, factor: float = 
 def check_householder(my_householder: type[nn.Module], seed: int = 0) -> None:
     """Exercise 12: ``matrix()`` against the product of reflections rebuilt from the vectors, then the layer."""
     steps = Steps(12)
-    layer = steps.guarded(lambda: my_householder(4), "MyHouseholder(4)")
+    layer = steps.guarded("MyHouseholder(4)", my_householder, 4)
     with torch.no_grad():
         layer.vectors.copy_(torch.randn(layer.vectors.shape, generator=seeded(seed)))
-        yours = steps.guarded(layer.matrix, "matrix()")
+        yours = steps.guarded("matrix()", layer.matrix)
     v = layer.vectors.detach()
     right = _householder_product(v)
     mistakes = {
