@@ -3,7 +3,8 @@
 Markup in the notebook sources: an exercise is a code cell tagged ``exercise`` whose first line reads
 ``# Exercise N: <title>``; its solution lies between a line ``# BEGIN SOLUTION`` and a line
 ``# END SOLUTION`` (several such regions may share a cell); the next cell, tagged ``exercise-check``,
-checks it.
+checks it. A cell tagged ``answer-listing`` shows the package's own answer to an exercise (a later one,
+possibly in another notebook): a student copy keeps the cell but not its output.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .outputs import write_outputs
 __all__ = [
     "EXERCISE_TAG",
     "CHECK_TAG",
+    "ANSWER_LISTING_TAG",
     "Exercise",
     "find_exercises",
     "student_notebook",
@@ -32,6 +34,7 @@ __all__ = [
 
 EXERCISE_TAG = "exercise"
 CHECK_TAG = "exercise-check"
+ANSWER_LISTING_TAG = "answer-listing"
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 _TITLE = re.compile(r"#\s*Exercise\s+(\d+):\s*(\S.*?)\s*$")
 FORMATS = ("ipynb", "py")
@@ -115,8 +118,12 @@ def _clear(cell: nbformat.NotebookNode) -> None:
 
 
 def student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
-    """A copy of ``nb`` with every solution replaced by its stub and the exercise and check cells' outputs cleared."""
+    """A copy of ``nb`` with every solution replaced by its stub, and the outputs of the exercise, check and
+    answer-listing cells cleared."""
     student = copy.deepcopy(nb)
+    for cell in student.cells:
+        if ANSWER_LISTING_TAG in _tags(cell) and cell.cell_type == "code":
+            _clear(cell)
     for exercise in find_exercises(student, name):
         cell = student.cells[exercise.cell]
         cell.source = _stubbed(cell.source, exercise, f"{name}, cell {exercise.cell}")

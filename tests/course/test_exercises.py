@@ -12,6 +12,7 @@ from nbclient import NotebookClient
 
 from nflows_tutorial.cli import main
 from nflows_tutorial.course.exercises import (
+    ANSWER_LISTING_TAG,
     BEGIN,
     CHECK_TAG,
     END,
@@ -150,6 +151,14 @@ def test_stub_keeps_the_indentation_and_every_region():
         "    if True:",
         f"        {stub}",
     ]
+
+
+def test_an_answer_listing_keeps_its_cell_but_not_its_output():
+    course = notebook(("show_source(f)", [ANSWER_LISTING_TAG]), ("# Exercise 1: f\n# BEGIN SOLUTION\n# END SOLUTION", [EXERCISE_TAG]), CHECK)
+    course.cells[0].outputs = [nbformat.v4.new_output("stream", text="def f():\n    return 42\n")]
+    student = student_notebook(course)
+    assert student.cells[0].source == "show_source(f)" and student.cells[0].outputs == []
+    assert course.cells[0].outputs, "the course notebook keeps the listing"
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,11 @@ from nflows_tutorial import (
     GatedConvNet,
     SplitFlow,
     SqueezeFlow,
+    VariationalDequantization,
     create_channel_mask,
     create_checkerboard_mask,
 )
-from nflows_tutorial.course.checks import check_layer, randomized
+from nflows_tutorial.course.checks import inspect_layer, randomized
 
 
 class Logit(torch.nn.Module):
@@ -35,7 +36,8 @@ class Conditioned(torch.nn.Module):
 
     def __init__(self, layer, cond):
         super().__init__()
-        self.layer, self.cond = layer, cond
+        self.layer = layer
+        self.register_buffer("cond", cond)
 
     def forward(self, z, ldj, reverse=False):
         return self.layer(z, ldj, reverse=reverse, cond=self.cond.to(z).expand(z.shape[0], -1, -1, -1))
@@ -78,8 +80,34 @@ def draw(shape, kind, dtype, batch=3):
 def test_every_package_bijection_passes_the_students_layer_check(name):
     """The checker that students run (round trip, log-det = autograd slogdet, accumulation, batch) on every layer."""
     factory, shape, kind = BIJECTIONS[name]
-    report = check_layer(randomized(factory()), draw(shape, kind, torch.float64), tol=1e-9, verbose=False)
+    report = inspect_layer(randomized(factory()), draw(shape, kind, torch.float64), tol=1e-9)
     assert report.passed, report.summary()
+
+
+def variational_dequantization():
+    couplings = [
+        CouplingLayer(GatedConvNet(2, hidden=8, c_out=2), create_checkerboard_mask(4, 4, invert=i % 2 == 1), 1)
+        for i in range(2)
+    ]
+    return VariationalDequantization(couplings)
+
+
+# name -> (layer factory, example input): the layers that are not bijections of float tensors
+OTHER_LAYERS = {
+    "dequantization": (Dequantization, lambda: torch.randint(0, 256, (3, 1, 4, 4))),
+    "variational_dequantization": (variational_dequantization, lambda: torch.randint(0, 256, (3, 1, 4, 4))),
+    "split": (SplitFlow, lambda: torch.randn(3, 4, 3, 3)),
+}
+
+
+@pytest.mark.parametrize("name", OTHER_LAYERS)
+def test_dequantizations_and_the_split_pass_the_students_layer_check(name):
+    """Integer pixels check a dequantization (log-det against autograd in the noise); fewer outputs, a split."""
+    factory, example = OTHER_LAYERS[name]
+    torch.manual_seed(3)
+    report = inspect_layer(randomized(factory(), scale=0.1), example())
+    assert report.passed, report.summary()
+    assert {"inverse", "log-det", "batch"} <= {v.name for v in report.verdicts}
 
 
 @pytest.mark.parametrize("name", BIJECTIONS)

@@ -46,11 +46,12 @@ def _offset_fault(offset: float, values: int) -> str:
 
 
 def log_det_fault(
-    ours: torch.Tensor, theirs: torch.Tensor, tol: float, values: int, positions: int | None = None
+    ours: torch.Tensor, theirs: torch.Tensor, tol: float, values: int, positions: int | None = None, batch: int = 1
 ) -> str:
     """What is wrong with the log-determinants ``ours`` when ``theirs`` are right ("" if they agree).
 
-    ``values`` is the number of values per sample; ``positions`` the number of pixel positions ``H * W``.
+    ``values`` is the number of values per sample, ``positions`` the number of pixel positions ``H * W``,
+    ``batch`` the number of samples the layer saw at once.
     """
     if close(ours, theirs, tol):
         return ""
@@ -75,6 +76,11 @@ def log_det_fault(
         return (
             f"your log-det times {k} is the right one{where}: a term that holds at every position is counted once; "
             f"multiply it by the number of positions"
+        )
+    if ratio is not None and batch > 1 and abs(ratio - batch) < 1e-6:
+        return (
+            f"your log-det is {batch} times the right one, the batch size: the sum runs over the whole batch "
+            f"(s.sum()); sum each sample's values only, s.flatten(1).sum(dim=1)"
         )
     if ratio is not None and abs(ratio - round(ratio)) < 1e-6 and round(ratio) >= 3:
         return f"your log-det is {round(ratio)} times the right one: a term is counted {round(ratio)} times"

@@ -77,7 +77,8 @@ class Probe:
 
 def _ldj_shape_cause(p: Probe) -> str:
     batch, shape = p.z.shape[0], list(p.ldj_out.shape)
-    keepdim = p.ldj_out.dim() > 1 and 1 in p.ldj_out.shape and p.ldj_out.numel() != p.z_out.numel()
+    # A keepdim sum, [B, 1, 1, 1], broadcasts against ldj [B] into [B, 1, 1, B]: the batch size twice, ones between.
+    keepdim = p.ldj_out.dim() > 1 and [n for n in p.ldj_out.shape if n != 1] == [batch, batch]
     if keepdim:
         return (
             f"ldj has shape {shape}: a sum with keepdim=True kept dimensions of size 1, which broadcast "
@@ -154,7 +155,7 @@ def values(p: Probe) -> Verdict | None:
         return None
     z_right, ldj_right = p.expected
     fault = output_fault(p.z, p.z_out, z_right, p.tol) or log_det_fault(
-        p.ldj_out, ldj_right, p.tol, p.z[0].numel(), p.positions
+        p.ldj_out, ldj_right, p.tol, p.z[0].numel(), p.positions, p.z.shape[0]
     )
     difference = (p.z_out - z_right).abs().max().item() if p.z_out.shape == z_right.shape else float("nan")
     detail = f"vs the right layer: max |z difference| {difference:.2e}, ldj {', '.join(f'{v:.6f}' for v in p.ldj_out[:2].tolist())} | right {', '.join(f'{v:.6f}' for v in ldj_right[:2].tolist())}"
