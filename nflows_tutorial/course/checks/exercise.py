@@ -12,7 +12,8 @@ import torch
 
 from .calls import CheckTimeout, time_limit
 from .diagnosis import close
-from .values import shown
+from .layer import inspect_layer
+from .values import MAX_SHOWN, shown
 
 __all__ = ["ExerciseFailure", "Steps", "refuse_calls", "first_match", "seeded"]
 
@@ -25,25 +26,39 @@ class ExerciseFailure(AssertionError):
 
 
 class Steps:
-    """The printed lines of one exercise check: ``[ok  ]`` per step that holds, ``[FAIL]`` and a raise otherwise."""
+    """The steps of one exercise check: one printed line when all hold, the fault first when one does not."""
 
     def __init__(self, exercise: int) -> None:
         self.exercise = exercise
+        self.held: list[str] = []
 
-    def ok(self, label: str, detail: str = "") -> None:
-        print(f"[ok  ] {label}" + (f": {detail}" if detail else ""))
+    def ok(self, label: str) -> None:
+        """Record a step that holds (printed in the summary of :meth:`done`)."""
+        self.held.append(label)
 
     def fail(self, label: str, fault: str, evidence: str = "") -> None:
         """Print and raise the failure of step ``label``; ``fault`` (one sentence) comes first."""
-        print(f"[FAIL] {label}: {fault}" + (f"\n{evidence}" if evidence else ""))
+        held = f"\n  (held before it: {'; '.join(self.held)})" if self.held else ""
+        print(f"[FAIL] Exercise {self.exercise}, {label}: {fault}" + (f"\n{evidence}" if evidence else "") + held)
         raise ExerciseFailure(f"Exercise {self.exercise}: {fault}" + (f"\n{evidence}" if evidence else ""))
+
+    def layer(self, label: str, layer: Any, example: torch.Tensor, **known: Any) -> None:
+        """Run the layer check on ``layer``; a failure is this exercise's, with the layer check's verdicts below."""
+        report = inspect_layer(layer, example, **known)
+        if not report.passed:
+            self.fail(label, report.fault, "\n".join(f"  {v}" for v in report.verdicts))
+        self.ok(f"{label} ({', '.join(v.name for v in report.verdicts[1:])})")
+
+    def done(self) -> None:
+        """Print the one line of a check that passed."""
+        print(f"[ok  ] Exercise {self.exercise} is right: " + "; ".join(self.held))
 
     def expect(
         self, label: str, yours: torch.Tensor, right: torch.Tensor, tol: float, mistakes: Mapping[str, Any]
     ) -> None:
         """Pass if ``yours`` matches ``right``; else name the first of ``mistakes`` (fault -> wrong value) it matches."""
         yours, right = torch.as_tensor(yours).detach().cpu(), torch.as_tensor(right).detach().cpu()
-        evidence = f"  yours {shown(yours.double())}\n  right {shown(right.double())}"
+        evidence = _evidence(yours, right, tol)
         if yours.shape != right.shape:
             for fault, wrong in mistakes.items():
                 if torch.as_tensor(wrong).shape == yours.shape and close(
@@ -52,7 +67,7 @@ class Steps:
                     self.fail(label, fault, evidence)
             self.fail(label, f"your result has shape {list(yours.shape)}, the right one {list(right.shape)}", evidence)
         if close(yours.double(), right.double(), tol):
-            self.ok(label, f"yours {shown(yours.flatten())}" if yours.numel() <= 8 else "")
+            self.ok(label)
             return
         fault = first_match(yours, mistakes, tol)
         if not fault:
@@ -74,6 +89,19 @@ class Steps:
             raise
         except Exception as err:  # a crash in student code is reported with its type, where it is easy to find
             raise ExerciseFailure(f"{what} raised {type(err).__name__}: {err}") from err
+
+
+def _evidence(yours: torch.Tensor, right: torch.Tensor, tol: float) -> str:
+    """Both values when small; else the first few positions where they differ."""
+    if yours.numel() <= MAX_SHOWN or yours.shape != right.shape:
+        return f"  yours {shown(yours.double())}\n  right {shown(right.double())}"
+    a, b = yours.double(), right.double()
+    wrong = ~((a - b).abs() <= tol * (1 + b.abs()))
+    places = wrong.nonzero()[:5].tolist()
+    lines = [
+        f"  at {place}: yours {a[tuple(place)].item():.6g}, right {b[tuple(place)].item():.6g}" for place in places
+    ]
+    return f"  {int(wrong.sum())} of {wrong.numel()} values differ; the first:\n" + "\n".join(lines)
 
 
 def first_match(yours: torch.Tensor, mistakes: Mapping[str, Any], tol: float) -> str:
@@ -117,7 +145,7 @@ def refuse_calls(
                 global_name = instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME") and name in function.__globals__
                 if global_name and forbidden(function.__globals__[name]):
                     steps.fail("the rules", f"your answer uses the package's {name}: {why}")
-    steps.ok("the rules", "your answer does not call the package's version")
+    steps.ok("written without the package's version")
 
 
 def seeded(seed: int) -> torch.Generator:

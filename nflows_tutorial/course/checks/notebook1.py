@@ -10,7 +10,6 @@ import torch
 from ...flows.dequantization import Dequantization
 from ...flows.model import bits_per_dim
 from .exercise import Steps, refuse_calls, seeded
-from .layer import check_layer
 
 __all__ = ["check_bits_per_dim", "check_logit_layer", "check_quantize", "check_log_mean_exp"]
 
@@ -44,7 +43,9 @@ def check_bits_per_dim(my_bits_per_dim: Callable[[torch.Tensor, int], torch.Tens
         }
         steps.expect(f"{len(log_px)} log-likelihoods, dims={dims}", yours, right, 1e-6, mistakes)
     uniform = torch.tensor([-784 * math.log(256)], dtype=torch.float64)
-    steps.expect("the uniform guess over 256 levels", my_bits_per_dim(uniform, 784), torch.tensor([8.0]), 1e-6, {})
+    yours = steps.guarded("my_bits_per_dim", my_bits_per_dim, uniform, 784)
+    steps.expect("the uniform guess is 8 bits per pixel", yours, torch.tensor([8.0]), 1e-6, {})
+    steps.done()
 
 
 class _PackageLogit(torch.nn.Module):
@@ -83,13 +84,14 @@ def check_logit_layer(
             f"your logit is {out.flatten().tolist()} at v = 0, 0.5 and 1 - 1e-12: the α step is missing; it scales "
             f"v into [α/2, 1 - α/2] first, y = (1 - α) v + α/2, so that the logit stays finite",
         )
-    steps.ok("values at the edges of [0, 1)", "finite")
+    steps.ok("finite at the edges of [0, 1)")
     mistakes = {
         "forward skips the α step: y = (1 - α) v + α/2 comes before the logit": _PackageLogit(alpha, alpha_step=False),
         "the α step's log-det term D·log(1 - α) is missing": _PackageLogit(alpha, ldj_alpha=False),
     }
     example = torch.rand(4, 1, 3, 3, generator=seeded(seed), dtype=torch.float64) * 0.98 + 0.01
-    check_layer(my_logit_layer, example, reference=_PackageLogit(alpha), mistakes=mistakes)
+    steps.layer("the layer contract", my_logit_layer, example, reference=_PackageLogit(alpha), mistakes=mistakes)
+    steps.done()
 
 
 def check_quantize(my_quantize: Callable[[torch.Tensor], torch.Tensor], seed: int = 0) -> None:
@@ -106,7 +108,7 @@ def check_quantize(my_quantize: Callable[[torch.Tensor], torch.Tensor], seed: in
     x = torch.randint(0, 256, (8, 1, 8, 8), generator=gen, dtype=torch.int32)
     x[0, 0, 0, :2] = torch.tensor([0, 255], dtype=torch.int32)
     u = torch.rand(x.shape, generator=gen, dtype=torch.float64)
-    u[0, 0, 1, :4] = torch.tensor([0.0, 1 - 1e-9, 0.5, 1e-9], dtype=torch.float64)  # the edges of each cell
+    u[0, 0, 1, :4] = torch.tensor([1e-9, 1 - 1e-9, 0.5, 1e-6], dtype=torch.float64)  # near the edges of a cell
     deq = Dequantization()
     logits = deq(x, torch.zeros(len(x), dtype=torch.float64), noise=u)[0]
     yours = steps.guarded("my_quantize", my_quantize, logits)
@@ -131,6 +133,7 @@ def check_quantize(my_quantize: Callable[[torch.Tensor], torch.Tensor], seed: in
         0,
         clip,
     )
+    steps.done()
 
 
 def check_log_mean_exp(my_log_mean_exp: Callable[[torch.Tensor], torch.Tensor], seed: int = 0) -> None:
@@ -162,3 +165,4 @@ def check_log_mean_exp(my_log_mean_exp: Callable[[torch.Tensor], torch.Tensor], 
             "keepdim=True keeps dimension 0: return one value per image, shape [images]": right.unsqueeze(0),
         }
         steps.expect(label, yours, right, 1e-9, mistakes)
+    steps.done()

@@ -14,7 +14,6 @@ from ...flows.masks import create_channel_mask, create_checkerboard_mask
 from ...flows.model import ImageFlow
 from ...flows.multiscale import SqueezeFlow
 from .exercise import Steps
-from .layer import check_layer
 from .values import randomized
 
 __all__ = ["check_additive_coupling", "check_channel_mask", "check_unsqueeze", "check_early_split_flow"]
@@ -54,15 +53,16 @@ def check_additive_coupling(my_additive_coupling: type[nn.Module], seed: int = 0
                 _Additive(network, mask, sign=-1.0)
             ),
         }
-        print(f"{label}:")
-        check_layer(layer, example, reference=_Additive(network, mask), mistakes=mistakes)
-    steps.ok("both masks", "your additive coupling is right")
+        steps.layer(
+            f"{label}: the layer contract", layer, example, reference=_Additive(network, mask), mistakes=mistakes
+        )
+    steps.done()
 
 
-def check_channel_mask(my_channel_mask: Callable[..., torch.Tensor]) -> None:
+def check_channel_mask(my_channel_mask: Callable[..., torch.Tensor], seed: int = 0) -> None:
     """Exercise 6: ``my_channel_mask(c_in, invert)`` against ``create_channel_mask`` for even and odd ``c_in``."""
     steps = Steps(6)
-    for c_in in (2, 3, 8):
+    for c_in in (2, 3, 8) if seed == 0 else (4, 5 + 2 * (seed % 5), 6 + 2 * (seed % 3)):
         for invert in (False, True):
             label = f"c_in={c_in}, invert={invert}"
             yours = steps.guarded(f"my_channel_mask({c_in}, {invert})", my_channel_mask, c_in, invert)
@@ -86,9 +86,13 @@ def check_channel_mask(my_channel_mask: Callable[..., torch.Tensor]) -> None:
                 f"your mask has shape [{c_in}]; it must broadcast over batch and pixels: shape [1, c_in, 1, 1]": right.flatten(),
             }
             steps.expect(label, yours, right, 0, mistakes)
-    layer = CouplingLayer(GatedConvNet(c_in=4, hidden=4), my_channel_mask(4, False), c_in=4)
-    layer(torch.randn(2, 4, 2, 2), torch.zeros(2))
-    steps.ok("a CouplingLayer with your mask", "runs")
+            steps.held.pop()
+        steps.ok(f"c_in={c_in}, plain and inverted")
+    mask = steps.guarded("my_channel_mask(4, False)", my_channel_mask, 4, False)
+    layer = CouplingLayer(GatedConvNet(c_in=4, hidden=4), mask, c_in=4)
+    steps.guarded("a CouplingLayer with your mask", layer, torch.randn(2, 4, 2, 2), torch.zeros(2))
+    steps.ok("a CouplingLayer runs with your mask")
+    steps.done()
 
 
 def _unsqueeze_channel_last(z: torch.Tensor) -> torch.Tensor:
@@ -101,12 +105,15 @@ def _unsqueeze_transposed_block(z: torch.Tensor) -> torch.Tensor:
     return z.reshape(b, c // 4, 2, 2, h, w).permute(0, 1, 4, 3, 5, 2).reshape(b, c // 4, 2 * h, 2 * w)
 
 
-def check_unsqueeze(my_unsqueeze: Callable[[torch.Tensor], torch.Tensor]) -> None:
+def check_unsqueeze(my_unsqueeze: Callable[[torch.Tensor], torch.Tensor], seed: int = 0) -> None:
     """Exercise 7: ``my_unsqueeze`` undoes the package's squeeze for one and for several channels."""
     steps = Steps(7)
     squeeze = SqueezeFlow()
-    for shape in [(1, 1, 4, 4), (2, 2, 4, 6), (1, 3, 2, 2)]:
+    shapes = [(1, 1, 4, 4), (2, 2, 4, 6), (1, 3, 2, 2)] if seed == 0 else [(2, 1, 6, 2), (1, 4, 2, 4), (3, 3, 4, 2)]
+    for shape in shapes:
         x = torch.arange(1, 1 + torch.Size(shape).numel(), dtype=torch.float64).view(shape)
+        if seed:
+            x = x[..., torch.randperm(shape[-1], generator=torch.Generator().manual_seed(seed))]
         squeezed = squeeze(x, None)[0]
         yours = steps.guarded("my_unsqueeze", my_unsqueeze, squeezed.clone())
         mistakes = {
@@ -117,14 +124,18 @@ def check_unsqueeze(my_unsqueeze: Callable[[torch.Tensor], torch.Tensor]) -> Non
             "the rows and columns of each 2x2 block are swapped: a block's four channels are top-left, top-right, "
             "bottom-left, bottom-right (row first)": _unsqueeze_transposed_block(squeezed),
         }
-        steps.expect(f"{shape[1]} channel(s) of {shape[2]}x{shape[3]} come back", yours, x, 0, mistakes)
+        steps.expect(
+            f"{shape[1]} channel{'s' if shape[1] > 1 else ''} of {shape[2]}x{shape[3]} back", yours, x, 0, mistakes
+        )
 
     def squeeze_with_your_inverse(
         z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return (my_unsqueeze(z), ldj) if reverse else squeeze(z, ldj)
 
-    check_layer(squeeze_with_your_inverse, torch.randn(3, 2, 4, 6, dtype=torch.float64))
+    example = torch.randn(3, 2, 4, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    steps.layer("the layer contract", squeeze_with_your_inverse, example)
+    steps.done()
 
 
 #: The layers exercise 8 asks for, in order.
@@ -156,7 +167,7 @@ def _check_couplings(steps: Steps, flows: list[nn.Module]) -> None:
                 f"coupling {i}'s network has {_hidden(layer)} hidden channels; the statement asks for 16 "
                 f"(GatedConvNet(..., hidden=16))",
             )
-    steps.ok("conditioners", "16 hidden channels each")
+    steps.ok("16 hidden channels in every conditioner")
     for (i, a), (j, b) in itertools.pairwise(couplings):
         if j == i + 1 and a.mask.shape == b.mask.shape and torch.equal(a.mask, b.mask):
             steps.fail(
@@ -164,7 +175,7 @@ def _check_couplings(steps: Steps, flows: list[nn.Module]) -> None:
                 f"layers {i} and {j} use the same mask, so the second transforms the same values again and the others "
                 f"never change: invert every second mask (invert=i % 2 == 1)",
             )
-    steps.ok("masks alternate")
+    steps.ok("the masks alternate")
 
 
 def check_early_split_flow(my_early_split_flow: Callable[[], ImageFlow]) -> None:
@@ -183,19 +194,21 @@ def check_early_split_flow(my_early_split_flow: Callable[[], ImageFlow]) -> None
             f"{EARLY_SPLIT[first] if first < len(EARLY_SPLIT) else 'no more layers'}",
             f"  yours {names}\n  asked {EARLY_SPLIT}",
         )
-    steps.ok("the layers", " -> ".join(names))
+    steps.ok("the layers in the statement's order")
     _check_couplings(steps, list(model.flows))
     z, ldj = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.int32), torch.zeros(2)
+    shapes = [list(z.shape[1:])]
     with torch.no_grad():
         for layer in model.flows:
             z, ldj = steps.guarded(f"{type(layer).__name__}", layer, z, ldj)
-            print(f"{type(layer).__name__:>15} -> {list(z.shape[1:])}")
+            shapes.append(list(z.shape[1:]))
     if tuple(model.latent_shape) != tuple(z.shape[1:]):
         steps.fail(
             "latent shape",
             f"you declare latent_shape={tuple(model.latent_shape)}, but your flow ends in "
             f"{tuple(z.shape[1:])}: sampling must start from the shape the last layer produces",
         )
-    steps.ok("latent shape", f"{list(z.shape[1:])}, where sampling starts")
+    steps.ok("shapes " + " -> ".join(map(str, shapes)) + ", where sampling starts")
     images = steps.guarded("sampling", model.sample, 2)
     steps.expect("sampled images", torch.tensor(list(images.shape)), torch.tensor([2, 1, 28, 28]), 0, {})
+    steps.done()
