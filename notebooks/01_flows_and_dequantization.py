@@ -109,11 +109,13 @@ plot_flow_chain([r"$f_1$", r"$f_2$", r"$\cdots$", r"$f_K$"], title="A flow is a 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # Every layer of the package follows one calling convention: `layer(z, ldj, reverse=False)` returns the
 # transformed `z` and `ldj` plus that layer's log-determinant (minus it when `reverse=True`). The model
-# class `ImageFlow` only has to run the layers in order and add the prior's log-density at the end
-# (`@_checks_images` refuses anything but a batch of images of the model's shape before the maths runs):
+# class `ImageFlow` only has to run the layers in order, which its `encode` does, and add the prior's
+# log-density at the end, which its `log_likelihood` does (we read that one after Exercise 4, whose answer
+# it holds). `@_checks_images` refuses anything but a batch of images of the model's shape before the
+# maths runs:
 
 # %% tags=["nbval-ignore-output", "no-slides"]
-show_source(ImageFlow, "encode", "log_likelihood")
+show_source(ImageFlow, "encode")
 
 # %% [markdown]
 # The prior term is the log-density of a standard normal, summed over all $D$ latent values of an image:
@@ -136,9 +138,6 @@ show_source(standard_normal_log_prob)
 # A baseline makes the scale concrete: a model that knows nothing and gives each of the 256 grey
 # levels of every pixel probability $1/256$ needs exactly 8 bits per pixel.
 
-# %% tags=["nbval-ignore-output", "no-slides"]
-show_source(bits_per_dim)
-
 # %%
 D = 1 * 28 * 28
 clueless_log_px = torch.tensor([-D * math.log(256)])  # every pixel uniform over 256 levels
@@ -146,8 +145,10 @@ print(f"uniform guess over 256 levels: {bits_per_dim(clueless_log_px, D).item():
 
 # %% [markdown] tags=["no-slides"]
 # **Exercise 1: bits per dimension.** Write `my_bits_per_dim(log_px, dims)`, which turns per-image
-# log-likelihoods in nats into bits per dimension, without calling `bits_per_dim`. The check compares
-# it with the package on a few log-likelihoods and on the uniform guess above.
+# log-likelihoods in nats into bits per dimension. Calling the package's `bits_per_dim` is not allowed:
+# write the conversion yourself. The check compares your function with the right conversion on random
+# log-likelihoods for two image sizes and on the uniform guess above, and names the usual slips (a sign, nats
+# instead of bits, the notebook's `D` instead of the argument `dims`).
 
 # %% tags=["exercise"]
 # Exercise 1: bits per dimension
@@ -159,11 +160,15 @@ def my_bits_per_dim(log_px: torch.Tensor, dims: int) -> torch.Tensor:
 
 
 # %% tags=["exercise-check", "nbval-ignore-output"]
-from nflows_tutorial.course.checks import check_values
+from nflows_tutorial.course.checks import check_bits_per_dim
 
-some_log_px = torch.tensor([-500.0, -1000.0, -2000.0])
-check_values("three log-likelihoods", my_bits_per_dim(some_log_px, D), bits_per_dim(some_log_px, D))
-check_values("the uniform guess", my_bits_per_dim(clueless_log_px, D), torch.tensor([8.0]))
+check_bits_per_dim(my_bits_per_dim)
+
+# %% [markdown] tags=["no-slides"]
+# Compare your answer with the package's version:
+
+# %% tags=["nbval-ignore-output", "no-slides"]
+show_source(bits_per_dim)
 
 # %% [markdown] tags=["no-slides"]
 # **Question.** A flow scores an MNIST digit at 1.0 bpd. What is the log-likelihood of the whole image, in nats?
@@ -265,8 +270,12 @@ plot_flow_chain(
     title=r"Inside the dequantization layer (reverse: sigmoid, undo $\alpha$, times $L$, round down)",
 )
 
+# %% [markdown] tags=["no-slides"]
+# The first step of the layer, in the package (the layer's other methods, `logit`, `sigmoid` and
+# `forward`, follow Exercises 2 and 3, which ask for them):
+
 # %% tags=["nbval-ignore-output", "no-slides"]
-show_source(Dequantization, "forward", "dequantize", "logit", "sigmoid")
+show_source(Dequantization, "dequantize")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Deriving each log-determinant term
@@ -316,13 +325,20 @@ by_autograd = autograd_log_det(lambda t: layer.sigmoid(t, zero)[0], z)
 check_values("4. sigmoid, undo alpha, layer vs autograd", ldj_sigmoid, by_autograd, tol=1e-8)
 check_values("logit LDJ vs minus the sigmoid LDJ (they cancel)", ldj_logit, -ldj_sigmoid, tol=1e-9)
 
+# %% [markdown]
+# The first term is a plain constant, $-9 \log 256 \approx -49.91$ for nine values. The other two
+# depend on where the values landed, and autograd agrees with the closed forms to all the printed
+# decimals.
+
 # %% [markdown] tags=["no-slides"]
-# **Exercise 2: the logit as a layer.** Write the $\alpha$ step and the logit as one layer with the course's
-# calling convention, `my_logit_layer(z, ldj, reverse=False)`. Forward maps values in $[0, 1)$ to the real
-# line and adds the log-determinant of terms 2 and 3 above; reverse applies the sigmoid, undoes the
+# **Exercise 2: the logit's log-determinant.** Write the $\alpha$ step and the logit as one layer with the
+# course's calling convention, `my_logit_layer(z, ldj, reverse=False)`. Forward maps values in $[0, 1)$ to
+# the real line and adds the log-determinant of terms 2 and 3 above; reverse applies the sigmoid, undoes the
 # $\alpha$ step and subtracts the same log-determinant. Do not call the package's `logit` or `sigmoid`.
-# The check runs `check_layer`, which tests what every layer of the course must satisfy: shapes kept, an
-# exact inverse, the log-determinant against autograd, an `ldj` that accumulates, and a batch.
+# The check first tries the edges of $[0, 1)$, where a missing $\alpha$ step gives an infinite logit, then
+# runs the layer check against the package's layer: the same outputs and log-determinant, shapes kept, an
+# exact inverse, the log-determinant against autograd, an `ldj` that accumulates, and a batch whose samples
+# do not influence each other.
 
 # %% tags=["exercise"]
 # Exercise 2: the logit's log-determinant
@@ -344,15 +360,18 @@ def my_logit_layer(z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) ->
 
 
 # %% tags=["exercise-check", "nbval-ignore-output"]
-from nflows_tutorial.course.checks import check_layer
+from nflows_tutorial.course.checks import check_logit_layer
 
-check_layer(my_logit_layer, torch.rand(4, 1, 3, 3, dtype=torch.float64))
+check_logit_layer(my_logit_layer, alpha=ALPHA)
+
+# %% [markdown] tags=["no-slides"]
+# Compare your forward direction with the package's `logit` (its `sigmoid` is part of the answer to
+# Exercise 3 and follows it):
+
+# %% tags=["nbval-ignore-output", "no-slides"]
+show_source(Dequantization, "logit")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# The first term is a plain constant, $-9 \log 256 \approx -49.91$ for nine values. The other two
-# depend on where the values landed, and autograd agrees with the closed forms to all the printed
-# decimals.
-#
 # ### Invertibility on real images, and a float32 surprise
 #
 # A flow layer must be invertible: dequantizing an image and quantizing it back has to return the
@@ -393,9 +412,11 @@ print(f"forward plus reverse log-determinant, largest over the 1,000 images: {ne
 # %% [markdown] tags=["no-slides"]
 # **Exercise 3: back to integers.** Sampling ends with the reverse of the dequantization layer. Write
 # `my_quantize(z)`, which takes logits `z` and returns the integer pixels they came from: sigmoid, undo the
-# $\alpha$ step, multiply by $L$, round down, clip to $0, \dots, L-1$, as `torch.int32`. The check
-# dequantizes the 1,000 training images above in float64 with the package's layer and quantizes them back
-# with yours.
+# $\alpha$ step, multiply by $L$, round down, clip to $0, \dots, L-1$, as `torch.int32`. Write these steps
+# with torch functions: calling the package's layer (the notebook's `layer`, or any `Dequantization`) or its
+# `sigmoid` is not allowed. The check dequantizes random 8x8 images in float64 with the package's layer,
+# with noise values close to the edges of their cells among them, quantizes them back with yours, and then
+# tries logits of $\pm 40$.
 
 # %% tags=["exercise"]
 # Exercise 3: back to integers
@@ -408,13 +429,16 @@ def my_quantize(z: torch.Tensor, alpha: float = 1e-5, levels: int = 256) -> torc
 
 
 # %% tags=["exercise-check", "nbval-ignore-output"]
-from nflows_tutorial.course.checks import check_values
+from nflows_tutorial.course.checks import check_quantize
 
-logits, _ = layer(train_images, torch.zeros(len(train_images), dtype=torch.float64), noise=noise)
-quantized = my_quantize(logits)
-assert quantized.dtype == torch.int32, f"my_quantize returned {quantized.dtype}; convert with .to(torch.int32)"
-check_values("pixels that come back different", (quantized != train_images).sum(), 0)
-check_values("extreme logits land on 0 and 255", my_quantize(torch.tensor([-40.0, 40.0], dtype=torch.float64)), [0, 255])
+check_quantize(my_quantize)
+
+# %% [markdown] tags=["no-slides"]
+# Compare your answer with the package's reverse direction: `forward` with `reverse=True` calls `sigmoid`
+# (which also undoes the $\alpha$ step), adds back the $D \log L$ of the scaling, and rounds down.
+
+# %% tags=["nbval-ignore-output", "no-slides"]
+show_source(Dequantization, "forward", "sigmoid")
 
 # %% [markdown] tags=["no-slides"]
 # **Question.** The term $-D \log L$ of the dequantization layer does not depend on the image or on any
@@ -507,8 +531,8 @@ print(f"total area: {sum(areas):.4f}")
 # The middle bound is Jensen applied to an average of $M$ terms instead of one; it grows with $M$
 # and reaches $\log P(x)$ as $M \to \infty$. In code we never leave log space: with
 # $\ell_m = \log p(x + u_m)$ the estimate is $\operatorname{logsumexp}_m(\ell_m) - \log M$, which is
-# what `ImageFlow.log_likelihood(imgs, importance_samples=M)` above returns. The published results
-# use $M = 8$.
+# what `ImageFlow.log_likelihood(imgs, importance_samples=M)` returns (its code follows Exercise 4).
+# The published results use $M = 8$.
 #
 # A one-dimensional toy shows the effect. Let the density inside one cell be $p(x + u) = P(x)\cdot 2u$
 # (all mass piled towards the top of the cell). Then $\log P(x)$ is known exactly, and the gap of the
@@ -524,11 +548,12 @@ for M in (1, 2, 4, 8, 32):
           f"{above:.0%} of the estimates land above log P(x)")
 
 # %% [markdown] tags=["no-slides"]
-# **Exercise 4: the importance-sampling estimate.** Write `my_log_mean_exp(log_p)`, which takes
-# $\ell_m = \log p(x + u_m)$ for $M$ draws along dimension 0 (shape `[M, batch]`) and returns
-# $\log \frac{1}{M}\sum_m e^{\ell_m}$ for each image, without `torch.logsumexp`. Image log-likelihoods are
-# around $-700$ nats, where `exp` underflows to 0 even in float64, so the estimate must never leave log space
-# for the raw values.
+# **Exercise 4: the importance-sampling estimator (log-mean-exp).** Write `my_log_mean_exp(log_p)`, which
+# takes $\ell_m = \log p(x + u_m)$ for $M$ draws along dimension 0 (shape `[M, batch]`) and returns
+# $\log \frac{1}{M}\sum_m e^{\ell_m}$ for each image. Image log-likelihoods are around $-700$ nats, where
+# `exp` underflows to 0 even in float64, so the estimate must never leave log space for the raw values.
+# `torch.logsumexp` would pass the check, but the point of the exercise is to write its trick yourself:
+# shift by the largest term before exponentiating.
 
 # %% tags=["exercise"]
 # Exercise 4: the importance-sampling estimator (log-mean-exp)
@@ -541,12 +566,18 @@ def my_log_mean_exp(log_p: torch.Tensor) -> torch.Tensor:
 
 
 # %% tags=["exercise-check", "nbval-ignore-output"]
-from nflows_tutorial.course.checks import check_values
+from nflows_tutorial.course.checks import check_log_mean_exp
 
-draws = torch.randn(8, 5, dtype=torch.float64) * 3
-check_values("8 draws for 5 images", my_log_mean_exp(draws), torch.logsumexp(draws, dim=0) - math.log(8))
-image_sized = torch.tensor([[-700.0, -900.0], [-705.0, -2000.0]], dtype=torch.float64)
-check_values("image-sized log-likelihoods", my_log_mean_exp(image_sized), torch.logsumexp(image_sized, dim=0) - math.log(2))
+check_log_mean_exp(my_log_mean_exp)
+
+# %% [markdown] tags=["no-slides"]
+# The package computes the estimate in `ImageFlow.log_likelihood`: one `encode` per draw, the prior's
+# log-density added to each, and `torch.logsumexp` over the draws. Exercise 9 (notebook 3) asks for this
+# whole estimate, so the exercise copies of the notebooks show the cell below without its output: run it
+# when you want to read the package's version.
+
+# %% tags=["answer-listing", "nbval-ignore-output", "no-slides"]
+show_source(ImageFlow, "log_likelihood")
 
 # %% [markdown] tags=["no-slides"]
 # **Question.** If $M = 8$ draws give a tighter bound, why does training use a single draw per image?

@@ -86,7 +86,7 @@ def test_correct_layers_pass_in_one_printed_line(name, capsys):
 MISTAKES = {
     "wrong sign": ("values", "sign"),
     "forgotten sum": ("shape", "forgotten sum"),
-    "summed over the batch": ("values", "the batch size"),
+    "summed over the batch": ("batch", "batch dimension"),
     "non-inverse reverse": ("inverse", "reverse"),
     "reverse adds the ldj": ("inverse", "adds the log-det instead of subtracting"),
     "ldj overwritten": ("accumulates", "overwritten"),

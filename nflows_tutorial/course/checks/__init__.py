@@ -9,6 +9,7 @@ student's code, with the numbers that show it.
 from .calls import CheckTimeout, time_limit
 from .exercise import ExerciseFailure
 from .layer import PROPERTIES, LayerCheckError, LayerReport, Verdict, check_layer, inspect_layer
+from .model import check_model
 from .notebook1 import check_bits_per_dim, check_log_mean_exp, check_logit_layer, check_quantize
 from .notebook2 import check_additive_coupling, check_channel_mask, check_early_split_flow, check_unsqueeze
 from .notebook3 import check_householder, check_importance_bpd, check_interpolate, check_invertible_conv
@@ -23,6 +24,7 @@ __all__ = [
     "Verdict",
     "check_layer",
     "inspect_layer",
+    "check_model",
     "autograd_log_det",
     "check_values",
     "randomized",

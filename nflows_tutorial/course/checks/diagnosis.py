@@ -32,6 +32,11 @@ def _ratio(ours: torch.Tensor, theirs: torch.Tensor, tol: float) -> float | None
 
 def _offset_fault(offset: float, values: int) -> str:
     scaling = values * math.log(LEVELS)
+    if abs(offset - 2 * scaling) < 1e-6 * (1 + scaling):
+        return (
+            f"your log-det is off by {offset:+.6f} = 2·D·log {LEVELS} for every sample (D = {values}): the scaling "
+            f"term has the wrong sign; dividing by {LEVELS} shrinks each value, so its term is -D·log {LEVELS}"
+        )
     if abs(abs(offset) - scaling) < 1e-6 * (1 + scaling):
         side = "missing" if offset > 0 else "counted twice or with the wrong sign"
         return (
@@ -46,12 +51,18 @@ def _offset_fault(offset: float, values: int) -> str:
 
 
 def log_det_fault(
-    ours: torch.Tensor, theirs: torch.Tensor, tol: float, values: int, positions: int | None = None, batch: int = 1
+    ours: torch.Tensor,
+    theirs: torch.Tensor,
+    tol: float,
+    values: int,
+    positions: int | None = None,
+    batch: int = 1,
+    channels: int | None = None,
 ) -> str:
     """What is wrong with the log-determinants ``ours`` when ``theirs`` are right ("" if they agree).
 
     ``values`` is the number of values per sample, ``positions`` the number of pixel positions ``H * W``,
-    ``batch`` the number of samples the layer saw at once.
+    ``batch`` the number of samples the layer saw at once, ``channels`` the number of channels ``C``.
     """
     if close(ours, theirs, tol):
         return ""
@@ -81,6 +92,11 @@ def log_det_fault(
         return (
             f"your log-det is {batch} times the right one, the batch size: the sum runs over the whole batch "
             f"(s.sum()); sum each sample's values only, s.flatten(1).sum(dim=1)"
+        )
+    if ratio is not None and channels and channels > 1 and abs(ratio - channels) < 1e-6:
+        return (
+            f"your log-det is {channels} times the right one, the number of channels: a term that holds once per "
+            f"pixel position (H·W times in all) is counted once per value (C·H·W times)"
         )
     if ratio is not None and abs(ratio - round(ratio)) < 1e-6 and round(ratio) >= 3:
         return f"your log-det is {round(ratio)} times the right one: a term is counted {round(ratio)} times"

@@ -10,8 +10,9 @@ from typing import Any
 
 import torch
 
+from . import calls
 from .calls import CheckTimeout, time_limit
-from .diagnosis import close
+from .diagnosis import close, is_permutation
 from .layer import inspect_layer
 from .values import MAX_SHOWN, shown
 
@@ -44,7 +45,7 @@ class Steps:
 
     def layer(self, label: str, layer: Any, example: torch.Tensor, **known: Any) -> None:
         """Run the layer check on ``layer``; a failure is this exercise's, with the layer check's verdicts below."""
-        report = inspect_layer(layer, example, **known)
+        report = inspect_layer(layer, example, time_limit_s=calls.CALL_TIME_LIMIT, **known)
         if not report.passed:
             self.fail(label, report.fault, "\n".join(f"  {v}" for v in report.verdicts))
         self.ok(f"{label} ({', '.join(v.name for v in report.verdicts[1:])})")
@@ -60,16 +61,19 @@ class Steps:
         yours, right = torch.as_tensor(yours).detach().cpu(), torch.as_tensor(right).detach().cpu()
         evidence = _evidence(yours, right, tol)
         if yours.shape != right.shape:
-            for fault, wrong in mistakes.items():
-                if torch.as_tensor(wrong).shape == yours.shape and close(
-                    yours.double(), torch.as_tensor(wrong).double(), tol
-                ):
-                    self.fail(label, fault, evidence)
-            self.fail(label, f"your result has shape {list(yours.shape)}, the right one {list(right.shape)}", evidence)
+            fault = first_match(yours, mistakes, tol)
+            self.fail(
+                label,
+                fault or f"your result has shape {list(yours.shape)}, the right one {list(right.shape)}",
+                evidence,
+            )
         if close(yours.double(), right.double(), tol):
             self.ok(label)
             return
         fault = first_match(yours, mistakes, tol)
+        if not fault and is_permutation(yours.double().reshape(1, -1), right.double().reshape(1, -1), tol):
+            fault = "your result holds the right values in the wrong positions"
+            evidence = f"  yours {shown(_readable(yours).double())}\n  right {shown(_readable(right).double())}"
         if not fault:
             worst = (yours.double() - right.double()).abs().max().item()
             fault = f"your result differs from the right one by up to {worst:.4g}"
@@ -91,6 +95,13 @@ class Steps:
             raise ExerciseFailure(f"{what} raised {type(err).__name__}: {err}") from err
 
 
+def _readable(t: torch.Tensor) -> torch.Tensor:
+    """The leading part of ``t`` small enough to print: its first sample, then its first channel."""
+    while t.numel() > MAX_SHOWN and t.dim() > 1:
+        t = t[0]
+    return t
+
+
 def _evidence(yours: torch.Tensor, right: torch.Tensor, tol: float) -> str:
     """Both values when small; else the first few positions where they differ."""
     if yours.numel() <= MAX_SHOWN or yours.shape != right.shape:
@@ -105,12 +116,16 @@ def _evidence(yours: torch.Tensor, right: torch.Tensor, tol: float) -> str:
 
 
 def first_match(yours: torch.Tensor, mistakes: Mapping[str, Any], tol: float) -> str:
-    """The description of the first wrong value in ``mistakes`` that ``yours`` equals ("" if none)."""
+    """The description of the first mistake in ``mistakes`` whose wrong value ``yours`` equals ("" if none).
+
+    A mistake's value may be a tuple of tensors: the forms the same mistake can take.
+    """
     yours = torch.as_tensor(yours).detach().cpu().double()
     for fault, wrong in mistakes.items():
-        wrong = torch.as_tensor(wrong).detach().cpu().double()
-        if wrong.shape == yours.shape and close(yours, wrong, tol):
-            return fault
+        for form in wrong if isinstance(wrong, tuple) else (wrong,):
+            form = torch.as_tensor(form).detach().cpu().double()
+            if form.shape == yours.shape and close(yours, form, tol):
+                return fault
     return ""
 
 

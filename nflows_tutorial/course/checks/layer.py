@@ -17,7 +17,7 @@ from .properties import Probe, Verdict
 __all__ = ["PROPERTIES", "Verdict", "LayerReport", "LayerCheckError", "inspect_layer", "check_layer"]
 
 #: The properties checked, in the order they are checked; a report names the first that fails.
-PROPERTIES = ("call", "shape", "repeatable", "kept", "values", "inverse", "log-det", "accumulates", "batch", "gradient")
+PROPERTIES = ("call", "shape", "repeatable", "batch", "kept", "values", "inverse", "log-det", "accumulates", "gradient")
 
 # Largest Jacobian the log-det check builds (values per sample): a 1024 x 1024 matrix takes a second.
 MAX_VALUES = 1024
@@ -188,12 +188,12 @@ def _properties(probe: Probe) -> list[Callable[[Probe], Verdict | None]]:
     return [
         prop.shape,
         prop.repeatable,
+        prop.batch,
         prop.kept,
         prop.values,
         prop.inverse,
         prop.log_det,
         prop.accumulates,
-        prop.batch,
         prop.gradient,
     ]
 

@@ -49,18 +49,22 @@ def check_bits_per_dim(my_bits_per_dim: Callable[[torch.Tensor, int], torch.Tens
 
 
 class _PackageLogit(torch.nn.Module):
-    """The package's logit (forward) and sigmoid (reverse) as one layer."""
+    """The package's logit (forward) and sigmoid (reverse) as one layer, or one of the usual slips in writing it."""
 
-    def __init__(self, alpha: float, ldj_alpha: bool = True, alpha_step: bool = True) -> None:
+    def __init__(self, alpha: float, slip: str = "") -> None:
         super().__init__()
-        self.deq = Dequantization(alpha=alpha if alpha_step else 0.0)
-        self.alpha, self.ldj_alpha = alpha, ldj_alpha
+        self.deq = Dequantization(alpha=0.0 if slip == "no alpha step" else alpha)
+        self.alpha, self.slip = alpha, slip
 
     def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        if reverse and self.slip == "alpha kept in reverse":
+            return torch.sigmoid(z), ldj
+        y = z * (1 - self.alpha) + self.alpha / 2 if not reverse else None
         z, ldj = self.deq.sigmoid(z, ldj) if reverse else self.deq.logit(z, ldj)
-        if not self.ldj_alpha:  # the mistake of leaving out the alpha step's term D log(1 - alpha)
-            term = z[0].numel() * math.log(1 - self.alpha)
-            ldj = ldj + term if reverse else ldj - term
+        if self.slip == "no alpha term":  # forward adds D log(1 - alpha), reverse subtracts it: leave it out
+            ldj = ldj + (1 if reverse else -1) * z[0].numel() * math.log(1 - self.alpha)
+        if self.slip == "half derivative" and y is not None:  # -sum(log y) only, without -sum(log(1 - y))
+            ldj = ldj + torch.log1p(-y).flatten(1).sum(dim=1)
         return z, ldj
 
 
@@ -86,8 +90,14 @@ def check_logit_layer(
         )
     steps.ok("finite at the edges of [0, 1)")
     mistakes = {
-        "forward skips the α step: y = (1 - α) v + α/2 comes before the logit": _PackageLogit(alpha, alpha_step=False),
-        "the α step's log-det term D·log(1 - α) is missing": _PackageLogit(alpha, ldj_alpha=False),
+        "forward skips the α step: y = (1 - α) v + α/2 comes before the logit": _PackageLogit(alpha, "no alpha step"),
+        "the α step's log-det term D·log(1 - α) is missing": _PackageLogit(alpha, "no alpha term"),
+        "the logit's log-det is -Σ(log y + log(1 - y)): the term log(1 - y) is missing": (
+            _PackageLogit(alpha, "half derivative")
+        ),
+        "reverse applies the sigmoid but does not undo the α step after it: v = (y - α/2) / (1 - α)": (
+            _PackageLogit(alpha, "alpha kept in reverse")
+        ),
     }
     example = torch.rand(4, 1, 3, 3, generator=seeded(seed), dtype=torch.float64) * 0.98 + 0.01
     steps.layer("the layer contract", my_logit_layer, example, reference=_PackageLogit(alpha), mistakes=mistakes)
@@ -122,10 +132,19 @@ def check_quantize(my_quantize: Callable[[torch.Tensor], torch.Tensor], seed: in
             torch.sigmoid(logits) * 256
         ),
         "the values are not multiplied by L = 256 before rounding down": torch.floor(v).clamp(0, 255),
+        "you multiply by 255; there are L = 256 levels, each a cell of width 1/256: multiply by 256": (
+            torch.floor(v * 255).clamp(0, 255)
+        ),
     }
     steps.expect("8 images of 8x8 back to integers", yours, x, 0, mistakes)
     extreme = torch.tensor([-40.0, 40.0], dtype=torch.float64)
-    clip = {"logit 40 gives 256: clip the result to 0..255 (.clamp(0, 255))": torch.tensor([0, 256])}
+    clip = {
+        "logits of ±40 give values outside 0..255: clip the result (.clamp(0, 255))": (
+            torch.tensor([-1, 256]),
+            torch.tensor([0, 256]),
+            torch.tensor([-1, 255]),
+        )
+    }
     steps.expect(
         "extreme logits land on 0 and 255",
         steps.guarded("my_quantize", my_quantize, extreme),

@@ -112,16 +112,17 @@ def check_interpolate(
 
 
 class _Conv1x1(nn.Module):
-    """``z' = W z`` at every pixel with a fixed matrix, and ``H W log|det W|``; ``positions=False`` forgets ``H W``."""
+    """``z' = W z`` at every pixel with a fixed matrix, and ``H W log|det W|``; ``undo`` names what reverse applies."""
 
-    def __init__(self, weight: torch.Tensor, positions: bool = True) -> None:
+    def __init__(self, weight: torch.Tensor, undo: str = "inverse") -> None:
         super().__init__()
         self.register_buffer("weight", weight.detach().clone())
-        self.positions = positions
+        self.undo = undo
 
     def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        log_det = torch.linalg.slogdet(self.weight).logabsdet * (z.shape[2] * z.shape[3] if self.positions else 1)
-        w = torch.linalg.inv(self.weight) if reverse else self.weight
+        log_det = torch.linalg.slogdet(self.weight).logabsdet * z.shape[2] * z.shape[3]
+        undo = {"inverse": torch.linalg.inv, "transpose": torch.t, "same": lambda w: w}[self.undo]
+        w = undo(self.weight) if reverse else self.weight
         z = F.conv2d(z, w[:, :, None, None])
         return z, ldj - log_det if reverse else ldj + log_det
 
@@ -136,7 +137,11 @@ def check_invertible_conv(my_invertible_1x1_conv: type[nn.Module], seed: int = 0
     with torch.no_grad():
         weight.add_(0.3 * torch.randn(4, 4, generator=seeded(seed)))  # no longer a rotation: log|det W| != 0
     w = weight.detach().double()
-    mistakes = {"your layer applies Wᵀ at each pixel: z'[i] = Σ_j W[i, j] z[j] uses W itself": _Conv1x1(w.T)}
+    mistakes = {
+        "your layer applies Wᵀ at each pixel: z'[i] = Σ_j W[i, j] z[j] uses W itself": _Conv1x1(w.T),
+        "reverse applies Wᵀ, which undoes W only when W is orthogonal, and the check's W is not: use "
+        "torch.linalg.inv(W)": _Conv1x1(w, undo="transpose"),
+    }
     example = torch.randn(3, 4, 3, 5, generator=seeded(seed + 1))
     steps.layer("the layer contract", layer, example, reference=_Conv1x1(w), mistakes=mistakes)
     steps.done()
@@ -175,5 +180,12 @@ def check_householder(my_householder: type[nn.Module], seed: int = 0) -> None:
     }
     steps.expect("matrix() vs the product rebuilt from your vectors", yours, right, 1e-5, mistakes)
     example = torch.randn(3, 4, 3, 3, generator=seeded(seed + 1))
-    steps.layer("the layer contract", layer, example, reference=_Conv1x1(_householder_product(v.double())))
+    w = _householder_product(v.double())
+    mistakes = {
+        "forward applies the transpose of matrix(): forward uses W = matrix(), reverse its transpose": _Conv1x1(w.T),
+        "reverse applies matrix() again: it must apply the transpose, the inverse of an orthogonal matrix": (
+            _Conv1x1(w, undo="same")
+        ),
+    }
+    steps.layer("the layer contract", layer, example, reference=_Conv1x1(w), mistakes=mistakes)
     steps.done()

@@ -62,6 +62,10 @@ class Probe:
         return torch.zeros(self.z.shape[0], dtype=torch.float64)
 
     @property
+    def channels(self) -> int | None:
+        return self.z.shape[1] if self.z.dim() == 4 else None
+
+    @property
     def positions(self) -> int | None:
         return self.z.shape[-2] * self.z.shape[-1] if self.z.dim() == 4 else None
 
@@ -130,10 +134,18 @@ def shape(p: Probe) -> Verdict:
     return Verdict("shape", kept == given, detail, "" if kept == given else cause)
 
 
+def _close_or_both_nan(a: torch.Tensor, b: torch.Tensor, tol: float) -> bool:
+    both = a.isnan() & b.isnan()
+    return close(a.masked_fill(both, 0.0), b.masked_fill(both, 0.0), tol)
+
+
 def repeatable(p: Probe) -> Verdict:
     z_again, ldj_again = p.run(p.z, p.zero)
-    diff = max((z_again - p.z_out).abs().max().item(), (ldj_again - p.ldj_out).abs().max().item())
-    holds = close(z_again, p.z_out, p.tol) and close(ldj_again, p.ldj_out, p.tol)
+    diff = max(
+        (z_again - p.z_out).nan_to_num(0.0).abs().max().item(),
+        (ldj_again - p.ldj_out).nan_to_num(0.0).abs().max().item(),
+    )
+    holds = _close_or_both_nan(z_again, p.z_out, p.tol) and _close_or_both_nan(ldj_again, p.ldj_out, p.tol)
     cause = (
         f"two calls on the same input give outputs up to {diff:.3g} apart: the layer draws random numbers "
         f"(dropout, torch.rand) or holds a module in training mode that does; a layer is a fixed function of its input"
@@ -155,7 +167,7 @@ def values(p: Probe) -> Verdict | None:
         return None
     z_right, ldj_right = p.expected
     fault = output_fault(p.z, p.z_out, z_right, p.tol) or log_det_fault(
-        p.ldj_out, ldj_right, p.tol, p.z[0].numel(), p.positions, p.z.shape[0]
+        p.ldj_out, ldj_right, p.tol, p.z[0].numel(), p.positions, p.z.shape[0], p.channels
     )
     difference = (p.z_out - z_right).abs().max().item() if p.z_out.shape == z_right.shape else float("nan")
     detail = f"vs the right layer: max |z difference| {difference:.2e}, ldj {', '.join(f'{v:.6f}' for v in p.ldj_out[:2].tolist())} | right {', '.join(f'{v:.6f}' for v in ldj_right[:2].tolist())}"
@@ -201,7 +213,19 @@ def kept(p: Probe) -> Verdict | None:
     return Verdict("kept", True, "kept values unchanged; each transformed value depends only on the kept ones")
 
 
+def _named_reverse_mistake(p: Probe, z_back: torch.Tensor) -> str:
+    for description, wrong in p.mistakes.items():
+        with torch.no_grad():
+            z_wrong = wrong(p.z_out, p.ldj_out, reverse=True)[0]
+        if z_wrong.shape == z_back.shape and close(z_back, z_wrong, p.tol) and not close(z_wrong, p.z, p.tol):
+            return description
+    return ""
+
+
 def _reverse_fault(p: Probe, z_back: torch.Tensor) -> str:
+    named = _named_reverse_mistake(p, z_back)
+    if named:
+        return named
     if close(z_back, p.z_out, p.tol) and not close(p.z_out, p.z, p.tol):
         return "reverse returns its input unchanged: the reverse branch must undo forward"
     forward_again = p.run(p.z_out, p.zero)[0] if p.z_out.shape == p.z.shape else None
@@ -216,8 +240,8 @@ def _reverse_fault(p: Probe, z_back: torch.Tensor) -> str:
         return "forward is not invertible: two different inputs give the same output" + side_by_side(z_back, p.z)
     if mask is not None:
         return (
-            "reverse does not undo the transformed values (mask == 0): subtract the shift, then divide by the scale, "
-            "both computed from the kept values"
+            "reverse does not undo the transformed values (mask == 0): undo forward's steps in the opposite order "
+            "(forward z' = (z + t)·e^s is undone by z = z'·e^(-s) - t), with s and t computed from the kept values"
         )
     return "reverse does not undo forward: apply the inverse steps in the opposite order" + side_by_side(z_back, p.z)
 
@@ -287,7 +311,7 @@ def log_det(p: Probe) -> Verdict:
     else:
         theirs, against = torch.stack([_autograd(p, i) for i in range(count)]), "autograd"
     detail = f"layer {', '.join(f'{v:.6f}' for v in ours.tolist())} | {against} {', '.join(f'{v:.6f}' for v in theirs.tolist())}"
-    fault = log_det_fault(ours, theirs, p.tol, p.z[0].numel(), p.positions)
+    fault = log_det_fault(ours, theirs, p.tol, p.z[0].numel(), p.positions, channels=p.channels)
     error = (ours - theirs).abs().max().item()
     return Verdict("log-det", not fault, detail, fault, short=f"difference from {against} {_small(error)}")
 
@@ -325,7 +349,7 @@ def batch(p: Probe) -> Verdict:
     z_diff = (z_alone - p.z_out).abs().max().item() if z_alone.shape == p.z_out.shape else float("inf")
     ldj_diff = (ldj_alone - p.ldj_out).abs().max().item() if ldj_alone.shape == p.ldj_out.shape else float("inf")
     detail = f"{p.z.shape[0]} samples at once vs one by one: max |z difference| {z_diff:.2e}, |ldj difference| {ldj_diff:.2e}"
-    holds = close(p.z_out, z_alone, p.tol) and close(p.ldj_out, ldj_alone, p.tol)
+    holds = _close_or_both_nan(p.z_out, z_alone, p.tol) and _close_or_both_nan(p.ldj_out, ldj_alone, p.tol)
     norms = [m for m in _modules(p.layer) if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
     if norms:
         cause = f"a {type(norms[0]).__name__} in training mode normalises with statistics of the whole batch, so one sample's output depends on the others"
