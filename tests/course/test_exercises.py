@@ -154,7 +154,11 @@ def test_stub_keeps_the_indentation_and_every_region():
 
 
 def test_an_answer_listing_keeps_its_cell_but_not_its_output():
-    course = notebook(("show_source(f)", [ANSWER_LISTING_TAG]), ("# Exercise 1: f\n# BEGIN SOLUTION\n# END SOLUTION", [EXERCISE_TAG]), CHECK)
+    course = notebook(
+        ("show_source(f)", [ANSWER_LISTING_TAG]),
+        ("# Exercise 1: f\n# BEGIN SOLUTION\n# END SOLUTION", [EXERCISE_TAG]),
+        CHECK,
+    )
     course.cells[0].outputs = [nbformat.v4.new_output("stream", text="def f():\n    return 42\n")]
     student = student_notebook(course)
     assert student.cells[0].source == "show_source(f)" and student.cells[0].outputs == []
