@@ -6,7 +6,7 @@ import dis
 import inspect
 import types
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -37,7 +37,7 @@ class Steps:
         """Record a step that holds (printed in the summary of :meth:`done`)."""
         self.held.append(label)
 
-    def fail(self, label: str, fault: str, evidence: str = "") -> None:
+    def fail(self, label: str, fault: str, evidence: str = "") -> NoReturn:
         """Print and raise the failure of step ``label``; ``fault`` (one sentence) comes first."""
         held = f"\n  (held before it: {'; '.join(self.held)})" if self.held else ""
         print(f"[FAIL] Exercise {self.exercise}, {label}: {fault}" + (f"\n{evidence}" if evidence else "") + held)

@@ -152,7 +152,7 @@ def inspect_layer(
     with respect to the noise); a layer whose output holds fewer values is checked as a split onto the prior.
     """
     _check_example(example_input)
-    layer64 = _as_float64(layer)
+    layer64 = copy.deepcopy(layer).double() if isinstance(layer, nn.Module) else layer
     z = example_input.detach()
     z = z.to(torch.float64) if z.is_floating_point() else z
     report = LayerReport()
@@ -163,10 +163,10 @@ def inspect_layer(
     probe.tol, probe.seconds = tol, time_limit_s
     probe.mistakes = {k: _as_float64(v) for k, v in (mistakes or {}).items()}
     for check in _properties(probe):
-        verdict = _run_property(check, probe)
-        if verdict is not None:
-            report.verdicts.append(verdict)
-            if not verdict.passed:
+        measured = _run_property(check, probe)
+        if measured is not None:
+            report.verdicts.append(measured)
+            if not measured.passed:
                 break
     return report
 
@@ -214,7 +214,7 @@ def check_layer(
     Example:
         >>> from nflows_tutorial import SqueezeFlow
         >>> check_layer(SqueezeFlow(), torch.randn(3, 1, 4, 4))  # doctest: +ELLIPSIS
-        [ok  ] your layer honours the contract: call; shape ...
+        [ok  ] your layer honours the contract: call; shape;...
     """
     report = inspect_layer(
         layer, example_input, reference=reference, mistakes=mistakes, tol=tol, time_limit_s=time_limit_s

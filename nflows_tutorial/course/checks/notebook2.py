@@ -22,6 +22,8 @@ __all__ = ["check_additive_coupling", "check_channel_mask", "check_unsqueeze", "
 class _Additive(nn.Module):
     """The additive coupling as the statement defines it; ``sign=-1`` makes the mistake of subtracting in forward."""
 
+    mask: torch.Tensor
+
     def __init__(self, network: nn.Module, mask: torch.Tensor, sign: float = 1.0) -> None:
         super().__init__()
         self.network, self.sign = network, sign
@@ -170,10 +172,10 @@ def _check_couplings(steps: Steps, flows: list[nn.Module]) -> None:
             )
     steps.ok("16 hidden channels in every conditioner")
     squeezed = False
-    for i, layer in enumerate(flows):
-        squeezed = squeezed or isinstance(layer, SqueezeFlow)
-        if isinstance(layer, CouplingLayer):
-            kind = "channel" if layer.mask.shape[-2:] == (1, 1) else "checkerboard"
+    for i, flow in enumerate(flows):
+        squeezed = squeezed or isinstance(flow, SqueezeFlow)
+        if isinstance(flow, CouplingLayer):
+            kind = "channel" if flow.mask.shape[-2:] == (1, 1) else "checkerboard"
             if kind != ("channel" if squeezed else "checkerboard"):
                 steps.fail(
                     "mask kinds",

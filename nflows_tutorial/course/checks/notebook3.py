@@ -114,6 +114,8 @@ def check_interpolate(
 class _Conv1x1(nn.Module):
     """``z' = W z`` at every pixel with a fixed matrix, and ``H W log|det W|``; ``undo`` names what reverse applies."""
 
+    weight: torch.Tensor
+
     def __init__(self, weight: torch.Tensor, undo: str = "inverse") -> None:
         super().__init__()
         self.register_buffer("weight", weight.detach().clone())
@@ -181,11 +183,11 @@ def check_householder(my_householder: type[nn.Module], seed: int = 0) -> None:
     steps.expect("matrix() vs the product rebuilt from your vectors", yours, right, 1e-5, mistakes)
     example = torch.randn(3, 4, 3, 3, generator=seeded(seed + 1))
     w = _householder_product(v.double())
-    mistakes = {
+    layer_mistakes = {
         "forward applies the transpose of matrix(): forward uses W = matrix(), reverse its transpose": _Conv1x1(w.T),
         "reverse applies matrix() again: it must apply the transpose, the inverse of an orthogonal matrix": (
             _Conv1x1(w, undo="same")
         ),
     }
-    steps.layer("the layer contract", layer, example, reference=_Conv1x1(w), mistakes=mistakes)
+    steps.layer("the layer contract", layer, example, reference=_Conv1x1(w), mistakes=layer_mistakes)
     steps.done()
