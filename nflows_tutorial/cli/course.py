@@ -11,6 +11,7 @@ from pathlib import Path
 from ..io.paths import CHECKOUT
 from .options import (
     Command,
+    MachineError,
     UsageError,
     add_compile,
     add_json,
@@ -23,6 +24,7 @@ __all__ = [
     "COMMANDS",
     "add_material_arguments",
     "run_exercises",
+    "add_slides_arguments",
     "run_slides",
     "add_site_arguments",
     "run_site",
@@ -70,12 +72,33 @@ def run_exercises(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_slides_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``slides``: those of :func:`add_material_arguments`, and the PDFs to print."""
+    add_material_arguments(parser)
+    parser.add_argument(
+        "--pdf",
+        action="store_true",
+        help="also print each deck to a PDF beside it, one page per slide (needs Playwright and Chromium)",
+    )
+    parser.add_argument(
+        "--notes", action="store_true", help="with --pdf: a page of speaker notes after each slide that has notes"
+    )
+
+
 def run_slides(args: argparse.Namespace) -> int:
-    """Write the decks into ``args.out`` and list them with their slide counts."""
+    """Write the decks (and their PDFs) into ``args.out`` and list them with their slide and page counts."""
+    if args.notes and not args.pdf:
+        raise UsageError("--notes puts speaker notes into the PDFs: add --pdf")
     with _needs_extra("slides"):
-        from ..course.slides import write_decks
-    for deck in write_decks(args.out, args.notebooks, force=args.force):
+        from ..course.slides import PdfExportError, write_decks
+    try:
+        decks = write_decks(args.out, args.notebooks, force=args.force, pdf=args.pdf, notes=args.notes)
+    except PdfExportError as err:
+        raise MachineError(str(err)) from None
+    for deck in decks:
         print(f"{deck.path}  ({deck.slides} slides)")
+        if deck.pdf is not None:
+            print(f"{deck.pdf}  ({deck.pages} pages)")
     return 0
 
 
@@ -125,12 +148,12 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 _EXERCISES = "student copies of the notebooks: solutions replaced by stubs, their outputs cleared"
-_SLIDES = "one reveal.js deck per notebook, viewable offline"
+_SLIDES = "one reveal.js deck per notebook, viewable offline (and, with --pdf, one PDF per deck)"
 _BENCH = "the plain and the accelerated path of each model side by side, on this machine"
 
 COMMANDS = (
     Command("exercises", f"write {_EXERCISES}", add_material_arguments, run_exercises, f"Write {_EXERCISES}."),
-    Command("slides", f"write {_SLIDES}", add_material_arguments, run_slides, f"Write {_SLIDES}."),
+    Command("slides", f"write {_SLIDES}", add_slides_arguments, run_slides, f"Write {_SLIDES}."),
     Command("bench", f"benchmarks: {_BENCH}", add_bench_arguments, run_bench, f"Benchmarks: {_BENCH}."),
-    Command("site", "build the course website (README, notebooks, API) into a folder", add_site_arguments, run_site),
+    Command("site", "build the course website (notebooks, pages, API) into a folder", add_site_arguments, run_site),
 )

@@ -1,4 +1,5 @@
-"""The course website: the README, the notebooks with their stored outputs, the course pages and the API.
+"""The course website: a home page on the course, the notebooks with their stored outputs, the course pages,
+a page for developers and the API.
 
 ``python -m nflows_tutorial site --out DIR`` stages the sources into one folder that mirrors the
 repository and runs Sphinx (myst-nb, sphinx-book-theme) on it with warnings as errors. The result is a
@@ -21,6 +22,8 @@ from .outputs import output_folder, write_outputs
 
 __all__ = [
     "SITE_SOURCES",
+    "SITE_PAGES",
+    "REPOSITORY_PAGES",
     "SiteBuildError",
     "api_page",
     "build_site",
@@ -30,6 +33,10 @@ __all__ = [
 ROOT = CHECKOUT
 NOTEBOOKS = ROOT / "notebooks"
 SITE_SOURCES = NOTEBOOKS / "site"
+#: Pages written for the website, in ``notebooks/site/``, staged at the root of the site.
+SITE_PAGES = ("index.md", "developers.md")
+#: Pages of the repository shown on the website as they are, by their path in the repository.
+REPOSITORY_PAGES = ("docs/performance.md",)
 PACKAGE = __name__.partition(".")[0]
 NEEDED = ("sphinx", "myst_nb", "sphinx_book_theme")
 
@@ -71,15 +78,21 @@ def api_page(package: str = PACKAGE) -> str:
 
 
 def _stage(into: Path) -> None:
-    """Copy the site's sources into ``into``, laid out as in the repository."""
-    for needed in (SITE_SOURCES / "conf.py", SITE_SOURCES / "index.md", ROOT / "README.md"):
-        if not needed.is_file():
+    """Copy the site's sources into ``into``, laid out as in the repository (the site's own pages at its root)."""
+    needed = [SITE_SOURCES / "conf.py", *(SITE_SOURCES / name for name in SITE_PAGES), ROOT / "README.md"]
+    for source in needed + [ROOT / name for name in REPOSITORY_PAGES]:
+        if not source.is_file():
             raise SiteBuildError(
-                f"{needed} not found: the website is built from a clone of the repository "
+                f"{source} not found: the website is built from a clone of the repository "
                 "(the notebooks and the site's sources are not installed with the package)"
             )
-    shutil.copy2(SITE_SOURCES / "index.md", into / "index.md")
+    for name in SITE_PAGES:
+        shutil.copy2(SITE_SOURCES / name, into / name)
+    # Not a page: a link to it from a course page goes to the home page (see repository_links.py).
     shutil.copy2(ROOT / "README.md", into / "README.md")
+    for name in REPOSITORY_PAGES:
+        (into / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, into / name)
     (into / "api.md").write_text(api_page(), encoding="utf-8")
     (into / "notebooks").mkdir()
     for page in course_pages():

@@ -1,10 +1,11 @@
 """Sphinx configuration of the course website (built by ``python -m nflows_tutorial site --out DIR``).
 
-The builder stages the sources into one folder that mirrors the repository (``index.md`` from here,
-``api.md`` generated from the package's modules, ``README.md``, ``notebooks/*.ipynb`` and the
-course's Markdown pages), so the relative links between README, notebooks and pages resolve as they
-do on GitHub. The notebooks are shown with their stored outputs and never executed: nbval already
-checks that those outputs are what the committed code produces.
+The builder stages the sources into one folder that mirrors the repository: the home page
+``index.md`` and ``developers.md`` from here at its root, ``api.md`` generated from the package's
+modules, ``notebooks/*.ipynb`` and the course's Markdown pages, ``docs/performance.md``, and the
+README (not a page). Links between pages are written as between the files of the repository. The
+notebooks are shown with their stored outputs and never executed: nbval already checks that those
+outputs are what the committed code produces.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import nflows_tutorial
 from nflows_tutorial.course.repository import BRANCH, REPO_URL
+from nflows_tutorial.course.site import NOTEBOOKS
+from nflows_tutorial.io.paths import course_notebooks
 
 STATIC = Path(nflows_tutorial.__file__).resolve().parent / "course" / "static"
 
@@ -23,18 +26,28 @@ author = "the nflows-tutorial authors"
 copyright = author
 release = nflows_tutorial.__version__
 html_title = project
+html_favicon = "favicon.svg"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # this folder's own extension
 extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.mathjax", "repository_links"]
 root_doc = "index"
-# README.md is shown through index.md's include, not as a page of its own.
+# The README is the repository's front page, not one of the site's: index.md is the course's.
 exclude_patterns = ["README.md", "_build", "**.ipynb_checkpoints"]
 
 # Notebooks: stored outputs only, and no widget JavaScript from a CDN.
 nb_execution_mode = "off"
 nb_ipywidgets_js: dict[str, dict[str, str]] = {}
-myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "substitution"]
 myst_heading_anchors = 3
+
+
+def _colab_link(notebook: Path) -> str:
+    owner_and_name = REPO_URL.removeprefix("https://github.com/")
+    return f"[Colab](https://colab.research.google.com/github/{owner_and_name}/blob/{BRANCH}/notebooks/{notebook.name})"
+
+
+# The home page's "Open in Colab" links ({{ colab_01 }}, ...), built from the one repository URL.
+myst_substitutions = {f"colab_{notebook.name[:2]}": _colab_link(notebook) for notebook in course_notebooks(NOTEBOOKS)}
 
 # API reference: signatures with their type hints, members in source order. The docstrings use
 # "Arguments:" / "Example:" sections (napoleon's Google style). A method without a docstring of its

@@ -1,10 +1,10 @@
 """Sphinx extension of the course website: links to files of the repository that are not pages.
 
 The course's Markdown may link to any file of the repository, as it would on GitHub: the README, a
-notebook's ``.py`` source, ``execute.sh``, a module of the package. On the website the README is
-the landing page, and the other files are not pages, so such links go to the landing page or to
-the file on GitHub (at :data:`nflows_tutorial.repository.REPO_URL`) instead of being reported as
-missing. Links to files the repository does not hold are left alone, so they still fail the build.
+notebook's ``.py`` source, ``execute.sh``, a module of the package. None of these is a page of the
+website, so a link to the README goes to the home page (the course's own front page) and a link to
+another file goes to the file on GitHub (at :data:`nflows_tutorial.repository.REPO_URL`) instead of
+being reported as missing. Links to files the repository does not hold are left alone, so they still fail the build.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ README_DOC = "README"
 
 
 class RepositoryFileLinks(SphinxPostTransform):
-    """Point unresolved Markdown links at the landing page (the README) or at the file on GitHub."""
+    """Point unresolved Markdown links at the home page (for the README) or at the file on GitHub."""
 
     default_priority = 8  # before myst-parser's resolver (9), which reports unresolved links
 

@@ -1,10 +1,11 @@
 """The course website, built once and read in a real browser (chromium through Playwright).
 
 The site is built with warnings as errors, served from a loopback HTTP server, and crawled from its
-landing page: every page it links must load with no console error, no failed or outside request,
+home page: every page it links must load with no console error, no failed or outside request,
 typeset formulas and loaded images; every internal link and anchor must resolve; the search finds
-the squeeze layer. Screenshots of the landing page and of notebook 2's squeeze section go to the
-artifacts folder.
+the squeeze layer. The home page is the course's (its title, the three notebooks with their Colab
+links, the course's favicon), not the repository's README. Screenshots of the home page and of
+notebook 2's squeeze section go to the artifacts folder.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections import deque
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urldefrag, urlparse
 
@@ -137,29 +139,35 @@ def _crawl(site: Site) -> None:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Site:
+def built(tmp_path_factory) -> tuple[Path, float]:
+    """The website, built once for the module: its folder and the seconds the build took."""
     need_modules("sphinx", "myst_nb", "sphinx_book_theme", extra="site")
     from nflows_tutorial.course.site import build_site
 
     folder = tmp_path_factory.mktemp("site")
     start = time.perf_counter()
     build_site(folder)
-    build_seconds = time.perf_counter() - start
+    return folder, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def site(built) -> Site:
+    folder, build_seconds = built
     with serve(folder) as base, launched_chromium() as browser:
         context = browser.new_context(viewport=VIEWPORT)
-        built = Site(folder=folder, base=base, page=context.new_page(), build_seconds=build_seconds)
+        crawled = Site(folder=folder, base=base, page=context.new_page(), build_seconds=build_seconds)
         host = urlparse(base).netloc
 
         def only_loopback(route) -> None:
             if urlparse(route.request.url).netloc == host:
                 route.continue_()
             else:
-                built.outside_requests.append(route.request.url)
+                crawled.outside_requests.append(route.request.url)
                 route.abort()
 
         context.route("**/*", only_loopback)
-        _crawl(built)
-        yield built
+        _crawl(crawled)
+        yield crawled
         context.close()
 
 
@@ -167,11 +175,73 @@ def _notebook_pages() -> list[str]:
     return sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9]*.ipynb"))
 
 
+COURSE_TITLE = "Deep normalizing flows on MNIST"
+
+
+class _HomePage(HTMLParser):
+    """The first ``h1``'s text, the links and the ``link rel="icon"`` of a built page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.icons: list[str] = []
+        self.h1: str | None = None
+        self._in_h1 = False
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        found = dict(attrs)
+        if tag == "a" and found.get("href"):
+            self.links.append(found["href"])
+        elif tag == "link" and found.get("rel") == "icon":
+            self.icons.append(found["href"])
+        elif tag == "h1" and self.h1 is None:
+            self._in_h1, self.h1 = True, ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "h1":
+            self._in_h1 = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_h1:
+            self.h1 = (self.h1 or "") + data
+
+
+def test_home_page_is_the_course_with_its_favicon(built):
+    folder, _ = built
+    home = _HomePage()
+    home.feed((folder / "index.html").read_text(encoding="utf-8"))
+    assert (home.h1 or "").strip().rstrip("#").strip() == COURSE_TITLE, f"the home page's title is {home.h1!r}"
+    for stem in _notebook_pages():
+        assert f"notebooks/{stem}.html" in home.links, f"the home page does not link notebook {stem}"
+        assert colab_url(f"notebooks/{stem}.ipynb") in home.links, f"the home page has no Colab link for {stem}"
+    assert "developers.html" in home.links and "api.html" in home.links
+    assert home.icons == ["_static/favicon.svg"], f"favicon links: {home.icons}"
+    icon = (folder / "_static" / "favicon.svg").read_bytes()
+    assert icon == (ROOT / "notebooks" / "site" / "favicon.svg").read_bytes() and b"<svg" in icon
+
+
+@pytest.mark.browser
+def test_home_page_in_the_browser(site):
+    page = site.page
+    page.goto(site.url("index.html"))
+    assert page.locator("main h1").first.inner_text().strip().rstrip("#").strip() == COURSE_TITLE
+    assert COURSE_TITLE in page.title()
+    links = site.visits[site.url("index.html")].facts["links"]
+    for stem in _notebook_pages():
+        assert site.url(f"notebooks/{stem}.html") in links, f"the home page does not link notebook {stem}"
+    icon = page.evaluate("document.querySelector('link[rel=icon]').href")
+    assert icon == site.url("_static/favicon.svg")
+    with urllib.request.urlopen(icon, timeout=10) as response:
+        assert response.status == 200 and response.headers.get_content_type() == "image/svg+xml"
+    assert "nflows-tutorial" not in page.locator("main h1").all_inner_texts(), "the home page is the README"
+
+
 @pytest.mark.browser
 def test_every_course_page_is_built_and_linked(site):
-    from nflows_tutorial.course.site import course_pages
+    from nflows_tutorial.course.site import REPOSITORY_PAGES, SITE_PAGES, course_pages
 
-    expected = {"index.html", "api.html"} | {f"notebooks/{p.stem}.html" for p in course_pages()}
+    own = {page.removesuffix(".md") + ".html" for page in (*SITE_PAGES, *REPOSITORY_PAGES)}
+    expected = {"api.html", *own} | {f"notebooks/{p.stem}.html" for p in course_pages()}
     linked = {url.removeprefix(site.base) for url in site.linked}
     assert expected <= linked, f"pages missing or not linked from the landing page: {sorted(expected - linked)}"
     print(f"site built in {site.build_seconds:.1f} s; {len(site.visits)} pages loaded in the browser")
@@ -280,7 +350,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 @pytest.mark.browser
-def test_screenshots_of_landing_page_and_squeeze_section(site):
+def test_screenshots_of_home_page_and_squeeze_section(site):
     page, out = site.page, artifacts_dir()
     page.goto(site.url("index.html"))
     page.evaluate(WAIT_FOR_MATHJAX_JS)

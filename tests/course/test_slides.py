@@ -1,20 +1,28 @@
-"""Lecture decks: built offline from the notebooks, and shown by a real browser with every formula and image."""
+"""Lecture decks: built offline from the notebooks, shown by a real browser with every formula and image, and
+printed to PDF handouts with one page per slide.
+"""
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import re
 import shutil
 import threading
+from html.parser import HTMLParser
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import nbformat
 import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from nflows_tutorial.cli import main
-from nflows_tutorial.course.slides import ASSETS, slide_count, write_decks
+from nflows_tutorial.course import slides as slides_module
+from nflows_tutorial.course.slides import ASSETS, HEIGHT, MARGIN, WIDTH, slide_count, write_decks
+
+from support.browser import chromium_path, need_modules
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -155,3 +163,177 @@ def test_deck_in_a_browser(browser, served, stem):
     assert not errors, errors
     outside = [url for url in requests if not url.startswith(served) and not url.startswith("data:")]
     assert not outside, f"requests left the deck's folder: {outside}"
+
+
+# PDF handouts -------------------------------------------------------------------------------------------------
+class _SlideCounter(HTMLParser):
+    """Counts the slides of a reveal.js deck as reveal.js does: every ``section`` that holds no ``section``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[bool] = []  # for each open section: has it a section inside?
+        self.slides = 0
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "section":
+            if self.open:
+                self.open[-1] = True
+            self.open.append(False)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "section":
+            self.slides += not self.open.pop()
+
+
+def slides_in(html: str) -> int:
+    counter = _SlideCounter()
+    counter.feed(html)
+    return counter.slides
+
+
+def test_slides_in_counts_nested_sections_as_reveal_does():
+    html = "<div class='slides'><section><section>a</section><section>b</section></section><section>c</section></div>"
+    assert slides_in(html) == 3
+
+
+def _pdf_reader():
+    need_modules("pypdf", extra="test")
+    import pypdf
+
+    return pypdf.PdfReader
+
+
+def _inked(page) -> bool:
+    """Whether a PDF page shows anything: text, or an image drawn on it."""
+    return bool(page.extract_text().strip()) or bool(page.images)
+
+
+NOTE = "Ask the room which layer is cheapest to invert."
+
+
+def _small_course(folder: Path) -> Path:
+    """One notebook of three slides, the second with speaker notes and a formula, the third with a stored output."""
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell("# A small deck\n\nThe first slide.", metadata={"slideshow": {"slide_type": "slide"}}),
+            new_markdown_cell(
+                "## Change of variables\n\n$$\\log p(x) = \\log p_z(f(x)) + \\log|\\det J_f(x)|$$",
+                metadata={"slideshow": {"slide_type": "slide"}},
+            ),
+            new_markdown_cell(NOTE, metadata={"slideshow": {"slide_type": "notes"}}),
+            new_code_cell(
+                "print(8.0)",
+                metadata={"slideshow": {"slide_type": "subslide"}},
+                outputs=[new_output("stream", name="stdout", text="8.0\n")],
+                execution_count=1,
+            ),
+        ],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+    folder.mkdir()
+    nbformat.write(nb, folder / "01_small.ipynb")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def printed(tmp_path_factory) -> tuple[Path, list]:
+    chromium_path()
+    out = tmp_path_factory.mktemp("printed")
+    return out, write_decks(out, pdf=True)
+
+
+@pytest.mark.browser
+def test_pdf_has_one_page_per_slide_and_none_blank(printed):
+    reader = _pdf_reader()
+    out, decks = printed
+    assert [deck.path.name for deck in decks] == [f"{stem}.slides.html" for stem in STEMS]
+    for deck, notebook in zip(decks, NOTEBOOKS):
+        assert deck.pdf == out / f"{notebook.stem}.slides.pdf" and deck.pdf.is_file()
+        pages = reader(deck.pdf).pages
+        slides = slides_in(deck.path.read_text(encoding="utf-8"))
+        assert len(pages) == slides == deck.slides == deck.pages == slide_count(nbformat.read(notebook, as_version=4))
+        blank = [number for number, page in enumerate(pages, 1) if not _inked(page)]
+        assert not blank, f"{deck.pdf.name}: blank pages {blank}"
+        print(f"{deck.pdf.name}: {len(pages)} pages for {slides} slides")
+
+
+@pytest.mark.browser
+def test_pdf_pages_have_the_decks_size(printed):
+    reader = _pdf_reader()
+    _, decks = printed
+    for deck in decks:
+        for page in reader(deck.pdf).pages:
+            # reveal.js prints the stage and its margin; PDF sizes are in points (3/4 of a CSS pixel).
+            width, height = float(page.mediabox.width), float(page.mediabox.height)
+            assert width == pytest.approx(int(WIDTH * (1 + MARGIN)) * 0.75, abs=1)
+            assert height == pytest.approx(int(HEIGHT * (1 + MARGIN)) * 0.75, abs=1)
+
+
+@pytest.mark.browser
+def test_pdf_shows_formulas_typeset_and_slide_text(printed):
+    reader = _pdf_reader()
+    _, decks = printed
+    text = "".join(page.extract_text() for page in reader(decks[0].pdf).pages)
+    assert "$$" not in text and "\\frac" not in text, "TeX printed as text: MathJax had not typeset the deck"
+    assert "bits per dimension" in text.lower()
+
+
+@pytest.mark.browser
+def test_speaker_notes_get_a_page_after_their_slide(tmp_path):
+    chromium_path()
+    reader = _pdf_reader()
+    course = _small_course(tmp_path / "course")
+    (plain,) = write_decks(tmp_path / "plain", course, pdf=True)
+    (noted,) = write_decks(tmp_path / "noted", course, pdf=True, notes=True)
+    assert plain.slides == noted.slides == 3
+    plain_pages = [page.extract_text() for page in reader(plain.pdf).pages]
+    noted_pages = [page.extract_text() for page in reader(noted.pdf).pages]
+    assert len(plain_pages) == plain.pages == 3 and not any(NOTE in text for text in plain_pages)
+    assert len(noted_pages) == noted.pages == 4
+    assert [NOTE in text for text in noted_pages] == [False, False, True, False], noted_pages
+    assert "change of variables" in noted_pages[1].lower()
+
+
+@pytest.mark.browser
+def test_cli_prints_pdfs_and_lists_their_pages(tmp_path, capsys):
+    chromium_path()
+    course = _small_course(tmp_path / "course")
+    assert main(["slides", "--out", str(tmp_path / "out"), "--notebooks", str(course), "--pdf"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [
+        f"{tmp_path / 'out' / '01_small.slides.html'}  (3 slides)",
+        f"{tmp_path / 'out' / '01_small.slides.pdf'}  (3 pages)",
+    ]
+
+
+def test_notes_without_pdf_is_refused(tmp_path, capsys):
+    assert main(["slides", "--out", str(tmp_path / "out"), "--notes"]) == 2
+    assert "add --pdf" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_pdf_without_playwright_names_the_fix(tmp_path, monkeypatch, capsys):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "playwright" else real_find_spec(name, *a)
+    )
+    assert (
+        main(["slides", "--out", str(tmp_path / "out"), "--notebooks", str(_small_course(tmp_path / "c")), "--pdf"])
+        == 1
+    )
+    message = capsys.readouterr().err
+    assert "pip install playwright" in message, message
+    assert not (tmp_path / "out").exists(), "nothing is written when the PDFs cannot be printed"
+
+
+def test_pdf_without_chromium_names_the_fix(tmp_path, monkeypatch, capsys):
+    need_modules("playwright", extra="test")
+    monkeypatch.setattr(slides_module, "CHROMIUM_NAMES", ("no-such-chromium-here",))
+    monkeypatch.setenv("PLAYWRIGHT_BROWSERS_PATH", str(tmp_path / "no-browsers"))  # nor Playwright's own
+    assert (
+        main(["slides", "--out", str(tmp_path / "out"), "--notebooks", str(_small_course(tmp_path / "c")), "--pdf"])
+        == 1
+    )
+    message = capsys.readouterr().err
+    assert "apt-get install chromium" in message and "no-such-chromium-here" in message, message
+    assert not (tmp_path / "out").exists()
