@@ -18,11 +18,13 @@ from .options import (
     add_model,
     chosen_models,
     number,
+    say,
 )
 
 __all__ = [
     "COMMANDS",
     "add_material_arguments",
+    "add_exercises_arguments",
     "run_exercises",
     "add_slides_arguments",
     "run_slides",
@@ -34,12 +36,12 @@ __all__ = [
 
 
 @contextmanager
-def _needs_extra(command: str) -> Iterator[None]:
+def _needs_extra(command: str, extra: str = "test") -> Iterator[None]:
     """Turn a missing optional package, met while importing what ``command`` needs, into a usage error."""
     try:
         yield
     except ModuleNotFoundError as err:
-        raise UsageError(f"{command} needs {err.name}; install it with: pip install -e '.[test]'") from None
+        raise UsageError(f"{command} needs {err.name}; install it with: pip install -e '.[{extra}]'") from None
 
 
 def _add_force(parser: argparse.ArgumentParser) -> None:
@@ -51,24 +53,59 @@ def _add_force(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_material_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``exercises`` and ``slides``: where to write, which notebooks to build from, and --force."""
-    parser.add_argument("--out", type=Path, required=True, help="folder to write into (created when missing)")
+def _add_notebooks(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--notebooks",
         type=Path,
         default=None,
         help="folder of the course notebooks (default: notebooks/ of this checkout)",
     )
+
+
+def add_material_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``slides``: where to write, which notebooks to build from, and --force."""
+    parser.add_argument("--out", type=Path, required=True, help="folder to write into (created when missing)")
+    _add_notebooks(parser)
+    _add_force(parser)
+
+
+def add_exercises_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``exercises``: student copies into --out, or an nbgrader course into --nbgrader."""
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="folder to write the student copies into (created when missing)")
+    where.add_argument(
+        "--nbgrader",
+        type=Path,
+        metavar="DIR",
+        help="write an nbgrader course into DIR instead: nbgrader_config.py and one assignment per notebook, "
+        "each exercise's check an autograded test with hidden tests (see notebooks/grading.md)",
+    )
+    _add_notebooks(parser)
     _add_force(parser)
 
 
 def run_exercises(args: argparse.Namespace) -> int:
-    """Write the student copies into ``args.out`` and list them."""
+    """Write the student copies into ``args.out``, or the nbgrader course into ``args.nbgrader``, and list the files."""
+    if args.nbgrader is not None:
+        return _run_nbgrader(args)
     with _needs_extra("exercises"):
         from ..course.exercises import write_student_copies
     for path in write_student_copies(args.out, args.notebooks, force=args.force):
         print(path)
+    return 0
+
+
+def _run_nbgrader(args: argparse.Namespace) -> int:
+    """Write the nbgrader course, list its files, and say what grading still lacks here and what comes next."""
+    with _needs_extra("exercises --nbgrader", extra="grade"):
+        from ..course.grading import missing_for_grading, write_nbgrader_course
+    for path in write_nbgrader_course(args.nbgrader, args.notebooks, force=args.force):
+        print(path)
+    for missing in missing_for_grading():
+        say(f"grading needs {missing}")
+    say(
+        f'next: cd {args.nbgrader} && nbgrader generate_assignment "*" (notebooks/grading.md: the steps to a CSV of marks)'
+    )
     return 0
 
 
@@ -147,12 +184,14 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-_EXERCISES = "student copies of the notebooks: solutions replaced by stubs, their outputs cleared"
+_EXERCISES = (
+    "student copies of the notebooks (solutions replaced by stubs, their outputs cleared) or an nbgrader course"
+)
 _SLIDES = "one reveal.js deck per notebook, viewable offline (and, with --pdf, one PDF per deck)"
 _BENCH = "the plain and the accelerated path of each model side by side, on this machine"
 
 COMMANDS = (
-    Command("exercises", f"write {_EXERCISES}", add_material_arguments, run_exercises, f"Write {_EXERCISES}."),
+    Command("exercises", f"write {_EXERCISES}", add_exercises_arguments, run_exercises, f"Write {_EXERCISES}."),
     Command("slides", f"write {_SLIDES}", add_slides_arguments, run_slides, f"Write {_SLIDES}."),
     Command("bench", f"benchmarks: {_BENCH}", add_bench_arguments, run_bench, f"Benchmarks: {_BENCH}."),
     Command("site", "build the course website (notebooks, pages, API) into a folder", add_site_arguments, run_site),
