@@ -14,7 +14,7 @@
 #     name: python3
 # ---
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "* why an invertible network gives an **exact** log-likelihood\n* reporting it in **bits per dimension**\n* **dequantization**: integer pixels under a continuous density\n* a lower bound, tightened by **importance sampling**"}
 # # 1. Normalizing flows: exact likelihoods, bits per dimension, dequantization
 #
 # This is the first of three notebooks. By the end of the series we will have trained (or loaded) three
@@ -30,7 +30,7 @@
 # need it, explains it, and runs it. Notebook 2 builds coupling layers and multi-scale models;
 # notebook 3 trains and analyses them.
 
-# %% tags=["no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["no-slides"]
 # On Colab or any machine without the course package, install it from the repository.
 # torch is not reinstalled: the package needs torch>=2.1, which Colab already provides.
 REPO_URL = "https://github.com/nflows-tutorial/nflows-tutorial"
@@ -42,7 +42,7 @@ except ImportError:
 
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"nflows-tutorial @ git+{REPO_URL}"], check=True)
 
-# %% tags=["no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["no-slides"]
 # %matplotlib inline
 # %config InlineBackend.figure_formats = ["png"]
 
@@ -61,7 +61,7 @@ from nflows_tutorial.plots.images import plot_images
 
 _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the same numbers
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "A VAE maximises a bound; a GAN has no likelihood. A flow is a bijection $z = f(x)$ of the same dimension, with a simple prior on $z$:\n\n$$\\log p_x(x) = \\log p_z\\big(f(x)\\big) + \\log\\left|\\det \\frac{\\partial f(x)}{\\partial x}\\right|$$"}
 # ## Why flows give exact likelihoods
 #
 # A generative model of images should let us *sample* new images and, ideally, *score* an image by
@@ -89,7 +89,7 @@ _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the 
 # %%
 plot_change_of_variables()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide", "text": "### A chain of simple layers\n\n$f = f_K \\circ \\dots \\circ f_1$: the log-determinants add up, to the **LDJ**.\n\n$$\\log p_x(x) = \\log p_z(z_K) + \\sum_{k=1}^{K} \\log\\left|\\det \\frac{\\partial f_k(z_{k-1})}{\\partial z_{k-1}}\\right|$$\n\nSampling runs the chain backwards from $z \\sim \\mathcal{N}(0, I)$."}
 # One expressive bijection with a cheap determinant is hard
 # to find, so we compose simple ones, $f = f_K \circ \dots \circ f_1$. The chain rule makes the
 # Jacobian of the composition a product of Jacobians, and the determinant of a product is the
@@ -103,10 +103,10 @@ plot_change_of_variables()
 # We call that running sum the **LDJ** (log-determinant of the Jacobian). Sampling runs the chain
 # backwards: draw $z \sim \mathcal{N}(0, I)$ and apply $f_1^{-1} \circ \dots \circ f_K^{-1}$.
 
-# %% slideshow={"slide_type": "subslide"}
+# %%
 plot_flow_chain([r"$f_1$", r"$f_2$", r"$\cdots$", r"$f_K$"], title="A flow is a chain of invertible layers")
 
-# %% [markdown] slideshow={"slide_type": "subslide"}
+# %% [markdown] slideshow={"slide_type": "subslide", "text": "### One calling convention\n\n`layer(z, ldj, reverse=False)` returns the new `z`, and `ldj` plus the layer's log-determinant (minus it in reverse).\n\n`ImageFlow.encode` runs the layers in order; `log_likelihood` adds the prior's log-density, summed over all $D$ latent values."}
 # Every layer of the package follows one calling convention: `layer(z, ldj, reverse=False)` returns the
 # transformed `z` and `ldj` plus that layer's log-determinant (minus it when `reverse=True`). The model
 # class `ImageFlow` only has to run the layers in order, which its `encode` does, and add the prior's
@@ -114,16 +114,16 @@ plot_flow_chain([r"$f_1$", r"$f_2$", r"$\cdots$", r"$f_K$"], title="A flow is a 
 # it holds). `@_checks_images` refuses anything but a batch of images of the model's shape before the
 # maths runs:
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(ImageFlow, "encode")
 
-# %% [markdown]
+# %% [markdown] slideshow={"text": ""}
 # The prior term is the log-density of a standard normal, summed over all $D$ latent values of an image:
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(standard_normal_log_prob)
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "$$\\mathrm{bpd} = \\frac{-\\log p(x)}{D \\ln 2}, \\qquad D = C \\cdot H \\cdot W$$\n\nThe bits a compressor built on the model spends per value. A uniform guess over 256 grey levels:"}
 # ## Bits per dimension
 #
 # A log-likelihood in nats grows with the image size, which makes models on different data hard to
@@ -143,7 +143,7 @@ D = 1 * 28 * 28
 clueless_log_px = torch.tensor([-D * math.log(256)])  # every pixel uniform over 256 levels
 print(f"uniform guess over 256 levels: {bits_per_dim(clueless_log_px, D).item():.4f} bpd")
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Exercise 1: bits per dimension.** Write `my_bits_per_dim(log_px, dims)`, which turns per-image
 # log-likelihoods in nats into bits per dimension. Calling the package's `bits_per_dim` is not allowed:
 # write the conversion yourself. The check compares your function with the right conversion on random
@@ -164,13 +164,13 @@ from nflows_tutorial.course.checks import check_bits_per_dim
 
 check_bits_per_dim(my_bits_per_dim)
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # Compare your answer with the package's version:
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(bits_per_dim)
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Question.** A flow scores an MNIST digit at 1.0 bpd. What is the log-likelihood of the whole image, in nats?
 #
 # <details><summary>Answer</summary>
@@ -180,10 +180,10 @@ show_source(bits_per_dim)
 #
 # </details>
 
-# %% [markdown]
+# %% [markdown] slideshow={"text": "The course's flows reach about **1 bpd** on MNIST."}
 # The flows of this course reach about 1 bpd on MNIST, so they compress an MNIST digit eightfold.
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "28x28 greyscale digits: 60,000 for training (10,000 of them kept for validation), 10,000 for testing. Each pixel is an integer from 0 to 255."}
 # ## The data: MNIST digits
 #
 # Before modelling anything, a look at what we model: 28x28 greyscale images of handwritten digits,
@@ -194,7 +194,7 @@ show_source(bits_per_dim)
 mnist = load_mnist("train")
 plot_images(mnist.images[:16], nrow=8, title="The first 16 training images")
 
-# %%
+# %% slideshow={"code": false}
 first = mnist.images[0, 0].to(torch.int32)
 print("a 6x6 crop of the first image (rows 10-15, columns 10-15):")
 print(first[10:16, 10:16])
@@ -202,11 +202,11 @@ values = mnist.images[:1000].flatten()
 print(f"pixels of the first 1,000 images: {(values == 0).float().mean().item():.1%} are 0, "
       f"{(values >= 250).float().mean().item():.1%} are 250 or more, the rest lie between")
 
-# %% [markdown]
+# %% [markdown] slideshow={"text": ""}
 # Most pixels are pure black, the strokes are mostly near white, and the values between soften their
 # edges. A model of these images has to put its probability on integers, and on very uneven ones.
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "A density can cheat on integers: boxes of width $w$ around 6 values have height $1/(6w)$, unbounded as $w \\to 0$.\n\nThe cure: model $x + u$, $u \\sim U[0, 1)^D$, and integrate over each cell:\n\n$$P(x) = \\int_{[0,1)^D} p(x + u)\\,du$$"}
 # ## Dequantization
 #
 # ### The problem with integer pixels
@@ -221,7 +221,7 @@ print(f"pixels of the first 1,000 images: {(values == 0).float().mean().item():.
 # %%
 plot_spikes()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide", "text": "The layer, per value ($L = 256$ levels, $\\alpha = 10^{-5}$):\n\n$$v = \\frac{x + u}{L}, \\qquad y = (1 - \\alpha)\\,v + \\frac{\\alpha}{2}, \\qquad z = \\operatorname{logit}(y)$$\n\nThe logit stretches $(0, 1)$ onto the whole real line, where the Gaussian prior lives."}
 #
 # The cure is to spread every integer over a unit cell. We add noise $u \sim U[0, 1)^D$ and model the
 # continuous $x + u$. A density $p$ on the continuous values defines a proper discrete distribution
@@ -261,7 +261,7 @@ plot_spikes()
 #   its mass outside $[0, 1)$, where no image ever lies. Going back (to sample) applies the sigmoid, undoes the $\alpha$ step, scales by
 # $L$ and rounds down: any $u \in [0, 1)$ lands back on the same integer.
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"code": false}
 plot_flow_chain(
     ["add $u$,\ndivide by $L$", r"$\alpha$ step", "logit"],
     notes=[r"$v \in [0, 1)$", r"$y \in (0, 1)$", r"$z \in \mathbb{R}$"],
@@ -270,14 +270,14 @@ plot_flow_chain(
     title=r"Inside the dequantization layer (reverse: sigmoid, undo $\alpha$, times $L$, round down)",
 )
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # The first step of the layer, in the package (the layer's other methods, `logit`, `sigmoid` and
 # `forward`, follow Exercises 2 and 3, which ask for them):
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(Dequantization, "dequantize")
 
-# %% [markdown] slideshow={"slide_type": "subslide"}
+# %% [markdown] slideshow={"slide_type": "subslide", "text": "Every step acts on each value alone: diagonal Jacobians.\n\n1. scaling by $1/L$: $\\;-D \\log L$\n2. the $\\alpha$ step: $\\;D \\log(1 - \\alpha)$\n3. the logit: $\\;-\\sum_i \\big(\\log y_i + \\log(1 - y_i)\\big)$\n4. the sigmoid, then undoing $\\alpha$: $\\;\\sum_i \\big(-z_i - 2\\operatorname{softplus}(-z_i)\\big) - D \\log(1 - \\alpha)$"}
 # ### Deriving each log-determinant term
 #
 # All three steps act on each value separately, so each Jacobian is diagonal and its log-determinant
@@ -303,10 +303,10 @@ show_source(Dequantization, "dequantize")
 # small image with autograd and returns $\log|\det J|$; we compare it with the LDJ the layer
 # reports. We work in float64 so that agreement means agreement to many digits.
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(autograd_log_det)
 
-# %% slideshow={"slide_type": "subslide"}
+# %%
 layer = Dequantization()
 x = torch.randint(0, 256, (1, 1, 3, 3))  # a tiny 3x3 "image" keeps the Jacobian at 9x9
 u = torch.rand(1, 1, 3, 3, dtype=torch.float64)
@@ -325,12 +325,12 @@ by_autograd = autograd_log_det(lambda t: layer.sigmoid(t, zero)[0], z)
 check_values("4. sigmoid, undo alpha, layer vs autograd", ldj_sigmoid, by_autograd, tol=1e-8)
 check_values("logit LDJ vs minus the sigmoid LDJ (they cancel)", ldj_logit, -ldj_sigmoid, tol=1e-9)
 
-# %% [markdown]
+# %% [markdown] slideshow={"text": "Autograd's Jacobians, in float64, agree with each term."}
 # The first term is a plain constant, $-9 \log 256 \approx -49.91$ for nine values. The other two
 # depend on where the values landed, and autograd agrees with the closed forms to all the printed
 # decimals.
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Exercise 2: the logit's log-determinant.** Write the $\alpha$ step and the logit as one layer with the
 # course's calling convention, `my_logit_layer(z, ldj, reverse=False)`. Forward maps values in $[0, 1)$ to
 # the real line and adds the log-determinant of terms 2 and 3 above; reverse applies the sigmoid, undoes the
@@ -364,14 +364,14 @@ from nflows_tutorial.course.checks import check_logit_layer
 
 check_logit_layer(my_logit_layer, alpha=ALPHA)
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # Compare your forward direction with the package's `logit` (its `sigmoid` is part of the answer to
 # Exercise 3 and follows it):
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(Dequantization, "logit")
 
-# %% [markdown] slideshow={"slide_type": "subslide"}
+# %% [markdown] slideshow={"slide_type": "subslide", "text": "Dequantize 1,000 training images with one fixed noise draw, quantize them back: do the same integers return? First in float32:"}
 # ### Invertibility on real images, and a float32 surprise
 #
 # A flow layer must be invertible: dequantizing an image and quantizing it back has to return the
@@ -379,7 +379,7 @@ show_source(Dequantization, "logit")
 # float32 (PyTorch's default) and once in float64. The dequantization layer computes in the dtype of
 # the `ldj` tensor it receives, so that is how we choose the precision.
 
-# %% slideshow={"slide_type": "subslide"} tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"]
 train_images = load_mnist("train").images[:1000].to(torch.int32)
 noise = torch.rand(train_images.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 # Dequantize the images with `noise` in float32, then quantize them back.
@@ -391,7 +391,7 @@ for n, c, i, j in wrong[:3].tolist():
     before, after, u_ij = train_images[n, c, i, j].item(), restored32[n, c, i, j].item(), noise[n, c, i, j].item()
     print(f"  image {n}, pixel ({i}, {j}): {before} -> {after}, its noise u = {u_ij:.9f}")
 
-# %% [markdown] slideshow={"slide_type": "subslide"}
+# %% [markdown] slideshow={"slide_type": "subslide", "text": "### float32 rounds, float64 inverts\n\nEach pixel that comes back wrong has $u$ within about $10^{-5}$ of a cell boundary: float32 resolves $x + u$ near 100 only to about $10^{-5}$. In float64:"}
 # At most a few of the 784,000 pixels come back off by one level (with this draw, the list above),
 # and the noise values explain why: each such $u$ sits within about $10^{-5}$ of $0$ or $1$, right
 # next to the boundary between two integer cells. float32 carries about seven significant digits,
@@ -409,7 +409,7 @@ print(f"float64: {(restored64 != train_images).sum().item()} of {train_images.nu
 print(f"forward plus reverse log-determinant, largest over the 1,000 images: {net_ldj64.abs().max().item():.6f} "
       f"(it should be 0)")
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Exercise 3: back to integers.** Sampling ends with the reverse of the dequantization layer. Write
 # `my_quantize(z)`, which takes logits `z` and returns the integer pixels they came from: sigmoid, undo the
 # $\alpha$ step, multiply by $L$, round down, clip to $0, \dots, L-1$, as `torch.int32`. Write these steps
@@ -433,14 +433,14 @@ from nflows_tutorial.course.checks import check_quantize
 
 check_quantize(my_quantize)
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # Compare your answer with the package's reverse direction: `forward` with `reverse=True` calls `sigmoid`
 # (which also undoes the $\alpha$ step), adds back the $D \log L$ of the scaling, and rounds down.
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(Dequantization, "forward", "sigmoid")
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Question.** The term $-D \log L$ of the dequantization layer does not depend on the image or on any
 # parameter, so it has no gradient. Why keep it at all?
 #
@@ -453,7 +453,7 @@ show_source(Dequantization, "forward", "sigmoid")
 #
 # </details>
 
-# %% [markdown] slideshow={"slide_type": "subslide"}
+# %% [markdown] slideshow={"slide_type": "subslide", "text": "With $L = 8$ levels, value $k$ owns the logits that quantize back to it:\n\n$$p(z) = P(k) \\cdot \\exp\\big(\\text{LDJ of the reverse layer at } z\\big)$$\n\nso slice $k$ has area $P(k)$."}
 # ### Which slice of the real line each value owns
 #
 # To see what the model has to learn, take a tiny example with $L = 8$ levels. Dequantization turns
@@ -469,13 +469,13 @@ show_source(Dequantization, "forward", "sigmoid")
 # so the area of slice $k$ is exactly $P(k)$ and the areas add up to 1. `dequantization_density`
 # evaluates this with the layer itself:
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(dequantization_density)
 
-# %% slideshow={"slide_type": "subslide"}
+# %%
 plot_dequantization_volumes(levels=8, title="Uniform prior over 8 values")
 
-# %% [markdown] slideshow={"slide_type": "subslide"}
+# %% [markdown] slideshow={"slide_type": "subslide", "text": "### A non-uniform prior over 8 values\n\nMost of the mass on the values 1 to 3: a staircase of slices with sharp steps between them."}
 # With a uniform prior every slice has area $1/8$. The slices in the middle are narrow and tall, the
 # outer ones wide and low, because the logit stretches values near 0 and 1 over a long stretch of the
 # axis. The two outermost slices go on beyond the plotted window, but not forever: the $\alpha$ step
@@ -487,18 +487,18 @@ plot_dequantization_volumes(levels=8, title="Uniform prior over 8 values")
 # a true intensity of about 2 were blurred by sensor noise. The picture becomes a staircase of
 # slices with very different heights and sharp steps between them:
 
-# %% slideshow={"slide_type": "subslide"}
+# %%
 skewed = [0.075, 0.2, 0.4, 0.2, 0.075, 0.025, 0.0125, 0.0125]
 plot_dequantization_volumes(skewed, title="A non-uniform prior over 8 values")
 
-# %%
+# %% slideshow={"code": false}
 z_grid = torch.linspace(-16, 16, 200_001, dtype=torch.float64)
 density, owner = dequantization_density(skewed, z_grid)
 areas = [torch.trapezoid(density * (owner == k), z_grid).item() for k in range(len(skewed))]
 print("area of each slice:", [round(a, 4) for a in areas])
 print(f"total area: {sum(areas):.4f}")
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "Training maximises $\\log p(x + u)$ for one draw of $u$. Jensen's inequality:\n\n$$\\log P(x) = \\log \\mathbb{E}_{u}\\big[p(x + u)\\big] \\;\\ge\\; \\mathbb{E}_{u}\\big[\\log p(x + u)\\big]$$\n\nAt test time, average $M$ draws inside the logarithm:\n\n$$\\log P(x) \\;\\ge\\; \\mathbb{E}\\Big[\\log \\frac{1}{M}\\sum_{m=1}^{M} p(x + u_m)\\Big] \\;\\ge\\; \\mathbb{E}_{u}\\big[\\log p(x + u)\\big]$$"}
 # The areas reproduce the prior, and the total is 1. Those sharp steps matter: every layer of a flow
 # is smooth, and a smooth map from a Gaussian has a hard time producing a density with cliffs at
 # every integer. Notebook 2 replaces the uniform noise by a learned one that smooths the cliffs away.
@@ -538,7 +538,7 @@ print(f"total area: {sum(areas):.4f}")
 # (all mass piled towards the top of the cell). Then $\log P(x)$ is known exactly, and the gap of the
 # one-draw bound is $\mathbb{E}[\log 2u] = \log 2 - 1 \approx -0.307$ nats. More draws close the gap:
 
-# %% slideshow={"slide_type": "subslide"} tags=["nbval-ignore-output"]
+# %% slideshow={"slide_type": "subslide", "text": "### A toy: $p(x + u) = P(x) \\cdot 2u$ in one cell\n\nThe one-draw gap is $\\log 2 - 1 \\approx -0.307$ nats. More draws close it:"} tags=["nbval-ignore-output"]
 generator = torch.Generator().manual_seed(0)
 for M in (1, 2, 4, 8, 32):
     u_draws = torch.rand(200_000, M, generator=generator, dtype=torch.float64)
@@ -547,7 +547,7 @@ for M in (1, 2, 4, 8, 32):
     print(f"M = {M:2d}: bound minus log P(x) = {log_ratio.mean().item():+.3f} nats on average; "
           f"{above:.0%} of the estimates land above log P(x)")
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Exercise 4: the importance-sampling estimator (log-mean-exp).** Write `my_log_mean_exp(log_p)`, which
 # takes $\ell_m = \log p(x + u_m)$ for $M$ draws along dimension 0 (shape `[M, batch]`) and returns
 # $\log \frac{1}{M}\sum_m e^{\ell_m}$ for each image. Image log-likelihoods are around $-700$ nats, where
@@ -570,16 +570,16 @@ from nflows_tutorial.course.checks import check_log_mean_exp
 
 check_log_mean_exp(my_log_mean_exp)
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # The package computes the estimate in `ImageFlow.log_likelihood`: one `encode` per draw, the prior's
 # log-density added to each, and `torch.logsumexp` over the draws. Exercise 9 (notebook 3) asks for this
 # whole estimate, so the exercise copies of the notebooks show the cell below without its output: run it
 # when you want to read the package's version.
 
-# %% tags=["answer-listing", "nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["answer-listing", "nbval-ignore-output", "no-slides"]
 show_source(ImageFlow, "log_likelihood")
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Question.** If $M = 8$ draws give a tighter bound, why does training use a single draw per image?
 #
 # <details><summary>Answer</summary>
@@ -591,7 +591,7 @@ show_source(ImageFlow, "log_likelihood")
 #
 # </details>
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "* log-likelihood: the prior's log-density of the latent plus the layers' log-determinants\n* bits per dimension: a clueless 8-bit model costs 8 bpd\n* dequantization: noise, $\\alpha$ step, logit, each term checked\n* training maximises a Jensen bound; importance sampling tightens it"}
 # The gap shrinks roughly like $1/M$, and the estimates land above the true value often (half of
 # them here; for $M = 1$ because $\log 2u > 0$ whenever $u > 1/2$): only their average is a bound.
 # Notebook 3 measures the same effect on a trained image model.

@@ -14,7 +14,7 @@
 #     name: python3
 # ---
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "1. the **affine coupling** layer, its scale bound and its masks\n2. the **conditioner network**\n3. **variational dequantization**\n4. **squeeze** and **split**\n5. the **three models** of the course"}
 # # 2. Coupling layers, learned dequantization and multi-scale flows
 #
 # Notebook 1 carried integer images onto the real line and showed that a flow's log-likelihood is
@@ -31,7 +31,7 @@
 #
 # As in notebook 1, each derived log-determinant is checked against an autograd Jacobian.
 
-# %% tags=["no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["no-slides"]
 # On Colab or any machine without the course package, install it from the repository.
 # torch is not reinstalled: the package needs torch>=2.1, which Colab already provides.
 REPO_URL = "https://github.com/nflows-tutorial/nflows-tutorial"
@@ -43,7 +43,7 @@ except ImportError:
 
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"nflows-tutorial @ git+{REPO_URL}"], check=True)
 
-# %% tags=["no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["no-slides"]
 # %matplotlib inline
 # %config InlineBackend.figure_formats = ["png"]
 
@@ -76,7 +76,7 @@ from nflows_tutorial.runtime import seeded
 
 _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the same numbers
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "Keep the values where $m_i = 1$; transform the others elementwise with $s, t$ computed from the kept ones:\n\n$$(s, t) = \\mathrm{net}(m \\odot z), \\qquad z' = m \\odot z + (1 - m) \\odot \\big((z + t) \\odot e^{s}\\big)$$\n\nTriangular Jacobian: $\\log|\\det| = \\sum_{i:\\,m_i = 0} s_i$. Inverse: $z = z' \\odot e^{-s} - t$."}
 # ## Affine coupling
 #
 # We need a layer that is (a) expressive, (b) easy to invert and (c) has a log-determinant we can
@@ -110,14 +110,14 @@ _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the 
 # triangular matrix is the product of its diagonal. So $\log|\det| = \sum_{i:\,m_i = 0} s_i$. The layer
 # multiplies $s$ and $t$ by $(1 - m)$ before use, so it can simply sum $s$ over all positions.
 
-# %% slideshow={"slide_type": "subslide"}
+# %%
 plot_coupling_diagram()
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(CouplingLayer, "forward")
 
 
-# %% [markdown] slideshow={"slide_type": "subslide"}
+# %% [markdown] slideshow={"slide_type": "subslide", "text": "### Checking a coupling layer"}
 # The check: a coupling layer on a 4x4 single-channel input with a small conditioner. A fresh
 # conditioner outputs zeros (more on that below), which would make the test trivial, so we first
 # give every parameter random values with `randomized`, in float64.
@@ -136,7 +136,7 @@ check_values("kept values, after vs before (first 3)", z_out.flatten()[kept_posi
 check_values("inverse vs input (first 3 values)", z_back.flatten()[:3], z.flatten()[:3], tol=1e-12)
 check_values("LDJ after forward and inverse vs 0", ldj_back, 0.0, tol=1e-12)
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Exercise 5: an additive coupling layer.** NICE (Dinh et al., 2015), the ancestor of RealNVP, used
 # couplings with a shift only: $t = \mathrm{net}(m \odot z)$ and $z' = z + (1 - m) \odot t$. Complete
 # `MyAdditiveCoupling.forward` for both directions. What is its log-determinant? The check runs your layer
@@ -167,7 +167,7 @@ from nflows_tutorial.course.checks import check_additive_coupling
 
 check_additive_coupling(MyAdditiveCoupling)
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Question.** An additive coupling has log-determinant 0, so a flow built only from them preserves
 # volume. What can such a flow not do, and how did NICE work around it?
 #
@@ -180,7 +180,7 @@ check_additive_coupling(MyAdditiveCoupling)
 #
 # </details>
 
-# %% [markdown] slideshow={"slide_type": "subslide"}
+# %% [markdown] slideshow={"slide_type": "subslide", "text": "$e^{s}$ explodes for large $s$. The raw scale passes a soft bound, with one learned $a$ per channel:\n\n$$s \\leftarrow e^{a} \\tanh\\!\\big(s / e^{a}\\big)$$\n\nThe identity near zero; saturates at $\\pm e^{a}$."}
 # ### Keeping the scale in check
 #
 # $e^{s}$ explodes for large $s$. Early in training a conditioner can output large values, one step
@@ -197,10 +197,10 @@ check_additive_coupling(MyAdditiveCoupling)
 # This step is elementwise in the network output, not in $z$, so the log-determinant is still
 # $\sum s$ of the bounded $s$ (the check above already included it).
 
-# %% slideshow={"slide_type": "subslide"}
+# %%
 plot_scale_stabilisation(bounds=(0.5, 1.0, 2.0, 4.0))
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Question.** Why a $\tanh$ and not simply `s.clamp(-bound, bound)`?
 #
 # <details><summary>Answer</summary>
@@ -211,7 +211,7 @@ plot_scale_stabilisation(bounds=(0.5, 1.0, 2.0, 4.0))
 #
 # </details>
 
-# %% [markdown] slideshow={"slide_type": "subslide"}
+# %% [markdown] slideshow={"slide_type": "subslide", "text": "* **checkerboard**, $m_{ij} = (i + j) \\bmod 2$: single-channel layers at full resolution\n* **channel** mask, the first half of the channels kept: layers after a squeeze\n\nConsecutive couplings alternate: every odd layer inverts the mask."}
 # ### Masks
 #
 # Which values to keep? For images the course uses two patterns:
@@ -225,7 +225,7 @@ plot_scale_stabilisation(bounds=(0.5, 1.0, 2.0, 4.0))
 # One coupling leaves half of the values untouched, so consecutive couplings **alternate**: every odd
 # layer uses the inverted mask, and after two layers every value has been transformed once.
 
-# %%
+# %% slideshow={"slide_type": "skip"} tags=["no-slides"]
 print("checkerboard mask, 4x6 (1 = kept, 0 = transformed):")
 print(create_checkerboard_mask(4, 6)[0, 0].int())
 print("inverted, as the next layer uses it:")
@@ -233,7 +233,7 @@ print(create_checkerboard_mask(4, 6, invert=True)[0, 0].int())
 print("channel mask for 8 channels:          ", create_channel_mask(8).flatten().int().tolist())
 print("channel mask for 8 channels, inverted:", create_channel_mask(8, invert=True).flatten().int().tolist())
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"code": false}
 plot_masks(
     {
         "checkerboard (layer 0, 2, ...)": create_checkerboard_mask(8, 8),
@@ -242,10 +242,10 @@ plot_masks(
     }
 )
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(create_checkerboard_mask)
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Exercise 6: the channel mask.** Write `my_channel_mask(c_in, invert=False)`: a float tensor of shape
 # `[1, c_in, 1, 1]` that keeps (1) the first `c_in // 2` channels and transforms (0) the others;
 # `invert=True` swaps the roles. Mind an odd number of channels.
@@ -266,7 +266,7 @@ from nflows_tutorial.course.checks import check_channel_mask
 
 check_channel_mask(my_channel_mask)
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Question.** What would go wrong if every coupling of a flow used the same mask, never the inverted one?
 #
 # <details><summary>Answer</summary>
@@ -277,7 +277,7 @@ check_channel_mask(my_channel_mask)
 #
 # </details>
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "A small gated residual CNN, in the style of Flow++:\n\n* a 3x3 convolution up to `hidden` channels\n* three gated residual blocks, $x + a \\odot \\sigma(b)$, with concat-ELU and a layer norm over channels\n* a last 3x3 convolution **initialised to zero**: every coupling starts as the identity"}
 # ## The conditioner network
 #
 # The network inside a coupling maps the kept values to a scale and a shift for every value. It must
@@ -295,24 +295,24 @@ check_channel_mask(my_channel_mask)
 #   and with it the log-likelihood of an image);
 # * a final 3x3 convolution to `c_out` channels ($s$ and $t$), **initialised to zero**.
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(GatedConvNet)
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(GatedBlock)
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(ConcatELU)
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(ChannelLayerNorm)
 
-# %% [markdown] slideshow={"slide_type": "subslide"}
+# %% [markdown] slideshow={"text": ""}
 # The zero initialisation makes every fresh coupling output $s = t = 0$, so it starts as the identity
 # with a log-determinant of zero. A deep flow then begins as "no change at all" and each layer learns
 # to depart from it, instead of a stack of random transformations scrambling the data.
 
-# %%
+# %% slideshow={"code": false}
 fresh = CouplingLayer(GatedConvNet(c_in=1, hidden=32), create_checkerboard_mask(28, 28), c_in=1)
 images = torch.randn(4, 1, 28, 28)
 with torch.no_grad():
@@ -321,7 +321,7 @@ check_values("a fresh coupling, output vs input (first 3 values)", out.flatten()
 print(f"largest |output - input| over all {images.numel():,} values: {(out - images).abs().max().item():.1f}; "
       f"log-determinants: {ldj.tolist()}")
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "Learn the noise: $u \\sim q(u \\mid x)$ on the unit cube, not $U[0,1)^D$. Jensen again:\n\n$$\\log P(x) \\;\\ge\\; \\mathbb{E}_{u \\sim q}\\big[\\log p(x + u) - \\log q(u \\mid x)\\big]$$\n\n$q$ is a flow conditioned on the image, $u = g_x(\\varepsilon)$ with $\\varepsilon \\sim U[0,1)^D$:\n\n$$\\log q(u \\mid x) = -\\log\\left|\\det \\frac{\\partial g_x(\\varepsilon)}{\\partial \\varepsilon}\\right|$$"}
 # ## Variational dequantization
 #
 # Notebook 1 ended with a problem: uniform noise turns a smooth image distribution into a density
@@ -351,10 +351,10 @@ print(f"largest |output - input| over all {images.numel():,} values: {(out - ima
 #
 # The couplings see the image as $x / 255 \cdot 2 - 1$, concatenated to their input on the channels.
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(VariationalDequantization, "dequantize")
 
-# %% [markdown] slideshow={"slide_type": "subslide"}
+# %% [markdown] slideshow={"slide_type": "subslide", "text": "### Checking the noise flow\n\n$\\varepsilon \\mapsto (x + u)/256$ for a random 4x4 image, through two random conditional couplings; its LDJ against autograd:"}
 # The check runs the whole noise flow, $\varepsilon \mapsto (x + u)/256$, for a random 4x4 image with
 # two randomised conditional couplings, and compares the LDJ it adds with autograd. The $-D \log 256$
 # scaling term is part of both. The draws are seeded, so the cell shows the same numbers on every rerun.
@@ -386,7 +386,7 @@ print(f"learned noise u ranges from {u.min().item():.6f} to {u.max().item():.6f}
 # value past the logit's range ($|z| > 12.2$) lands that far outside $[0, 1)$. The overlap with the
 # neighbouring cells is a millionth of their width and changes no reported digit.
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "### Squeeze\n\n$[C, H, W] \\to [4C, H/2, W/2]$: each 2x2 block of pixels becomes one position with four channels. It only reorders values: $|\\det| = 1$."}
 # ## Multi-scale flows: squeeze and split
 #
 # A checkerboard coupling on a 28x28 image mostly relates neighbouring pixels. Two layers give the
@@ -401,7 +401,7 @@ print(f"learned noise u ranges from {u.min().item():.6f} to {u.max().item():.6f}
 # nothing to the LDJ. Here is the 4x4 image $1, \dots, 16$ squeezed; each printed row lists the
 # four channels of one output position:
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "skip"} tags=["no-slides"]
 squeeze = SqueezeFlow()
 grid = torch.arange(1, 17).view(1, 1, 4, 4)
 squeezed, _ = squeeze(grid, None)
@@ -413,10 +413,10 @@ print(f"unsqueeze: {(restored != grid).sum().item()} of {grid.numel()} values di
 flat = torch.randn(1, 1, 4, 4, dtype=torch.float64)
 check_values("log|det| of the squeeze by autograd vs 0", autograd_log_det(lambda t: squeeze(t, None)[0], flat), 0.0, tol=1e-12)
 
-# %% slideshow={"slide_type": "subslide"}
+# %%
 plot_squeeze(grid)
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Exercise 7: the squeeze inverse.** Write `my_unsqueeze(z)`, which maps `[B, 4C, H, W]` back to
 # `[B, C, 2H, 2W]` and is the exact inverse of the squeeze above: a reshape, a permutation and a reshape,
 # no loops. With several channels, the squeeze sends the 2x2 block of input channel $c$ at output position
@@ -441,13 +441,13 @@ from nflows_tutorial.course.checks import check_unsqueeze
 
 check_unsqueeze(my_unsqueeze)
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # Compare your answer with the package's squeeze, whose reverse branch is the inverse you wrote:
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(SqueezeFlow, "forward")
 
-# %% [markdown] slideshow={"slide_type": "subslide"}
+# %% [markdown] slideshow={"slide_type": "subslide", "text": "Half of the channels go straight to the prior; the later layers work on the other half. The prior factorises,\n\n$$\\log \\mathcal{N}(z_1, z_2) = \\log \\mathcal{N}(z_1) + \\log \\mathcal{N}(z_2),$$\n\nso split adds $\\log \\mathcal{N}(z_2)$ to the LDJ at once."}
 # ### Split
 #
 # Not every value needs the full depth of the flow. After a few layers, **split** hands half of the
@@ -460,10 +460,10 @@ show_source(SqueezeFlow, "forward")
 # and add the prior log-density of $z_2$ to the running LDJ. It is not a Jacobian term, so the check
 # is against the normal density. In reverse, the layer draws $z_2$ from the prior.
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(SplitFlow, "forward")
 
-# %%
+# %% slideshow={"code": false}
 split = SplitFlow()
 h = torch.randn(2, 4, 3, 3, dtype=torch.float64)
 kept, ldj = split(h, torch.zeros(2, dtype=torch.float64))
@@ -475,7 +475,7 @@ print(f"reverse with the same half: {(rejoined != h).sum().item()} of {h.numel()
 check_values("LDJ after split and reverse vs 0 (2 images)", ldj_back, torch.zeros(2), tol=1e-10)
 check_values("the package's prior term vs torch.distributions", standard_normal_log_prob(h[:, 2:]), reference, tol=1e-10)
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Exercise 8: a split at a different depth.** Build `my_early_split_flow()`, a small multi-scale flow that
 # splits as early as it can: uniform dequantization; 2 checkerboard couplings at 1x28x28; squeeze; split
 # right away; 2 channel-mask couplings at 2x14x14; squeeze; 2 channel-mask couplings at 8x7x7 (conditioners
@@ -512,7 +512,7 @@ from nflows_tutorial.course.checks import check_early_split_flow
 
 check_early_split_flow(my_early_split_flow)
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Question (from Exercise 8).** Which latent shape does sampling start from?
 #
 # <details><summary>Answer</summary>
@@ -524,7 +524,7 @@ check_early_split_flow(my_early_split_flow)
 #
 # </details>
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "* **simple**: uniform dequantization, 8 checkerboard couplings\n* **vardeq**: variational dequantization, the same 8 couplings\n* **multiscale**: variational dequantization; 2 couplings at 1x28x28; squeeze; 2 at 4x14x14; split; squeeze; 4 at 8x7x7"}
 # Where to split? Values that leave early go through few layers, so they can only hold what a
 # shallow flow can model: fine, local detail and noise. The course's multi-scale model therefore
 # splits after four couplings (two at 1x28x28 and two at 4x14x14), and gives its last four couplings,
@@ -544,19 +544,19 @@ check_early_split_flow(my_early_split_flow)
 # The builders stack the pieces of this notebook; three small helpers make the repeated parts, each a
 # list of couplings whose masks alternate:
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(checkerboard_couplings)
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(channel_couplings)
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(variational_dequantization)
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(create_simple_flow)
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(create_multiscale_flow)
 
 # %%
@@ -564,14 +564,14 @@ models = {name: create_model(name) for name in MODEL_NAMES}
 for name, model in models.items():
     print(f"{name:>10}: {sum(p.numel() for p in model.parameters()):>9,} parameters, {len(model.flows):>2} layers")
 
-# %% [markdown] slideshow={"slide_type": "subslide"}
+# %% [markdown] slideshow={"slide_type": "subslide", "text": "### Where the parameters sit\n\n`multiscale` has 3.08 times the parameters of `simple`, most in its 48- and 64-channel couplings. A 3x3 convolution costs about $H W \\cdot 9 \\cdot 2h \\cdot h$ per image, so the wider layers on smaller grids stay cheaper:"}
 # The multi-scale model has 1,711,818 / 556,312 = 3.08 times the parameters of `simple`. The number
 # of couplings is the same (eight), and a conditioner's 3x3 convolutions hold about
 # $9 \cdot 2h \cdot h$ weights each for $h$ hidden channels, so the parameters grow with the square of
 # the width: the six couplings after the first squeeze, with 48 and 64 hidden channels, hold most of
 # them. The cell counts them by width:
 
-# %%
+# %% slideshow={"code": false}
 for name in ("simple", "multiscale"):
     by_width = {}
     for layer in models[name].flows:
@@ -581,34 +581,34 @@ for name in ("simple", "multiscale"):
     shares = ", ".join(f"hidden {w}: {n:,}" for w, n in sorted(by_width.items()))
     print(f"{name:>10}: couplings by hidden width: {shares}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"text": ""}
 # Why widen as the grid shrinks? A 3x3 convolution costs about $H W \cdot 9 \cdot 2h \cdot h$
 # multiply-adds per image, so a squeeze, which divides $H W$ by 4, leaves room for a wider layer at
 # lower cost; and the later layers need the room: they see 4 or 8 channels at once and model the
 # digit's global shape, where the first layers only relate neighbouring pixels. The widths 32, 48
 # and 64 keep every later layer cheaper than the first ones:
 
-# %%
+# %% slideshow={"code": false}
 for size, width in ((28, 32), (14, 48), (7, 64)):
     print(f"{size:>2}x{size:<2} grid, {width} hidden channels: {size * size * width * width:>9,} (H W h^2, per image)")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide", "text": "### The multi-scale model, drawn from the object\n\nOne box per entry of `model.flows`, with the shape it outputs; each coupling box shows its mask."}
 # So the multi-scale model is not three times slower: most of its couplings run on 14x14 and 7x7
 # grids (notebook 3 measures it). Each diagram below is drawn from the model object, one box per
 # entry of `model.flows`, with the shape that layer outputs; the small picture in each coupling box
 # is its mask (dark: kept, light: transformed), so the alternation from layer to layer is visible,
 # and the split sends half of its input to the prior:
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "skip"} tags=["no-slides"]
 plot_architecture(models["simple"], title="simple")
 
-# %% slideshow={"slide_type": "subslide"}
+# %% slideshow={"slide_type": "skip"} tags=["no-slides"]
 plot_architecture(models["vardeq"], title="vardeq")
 
-# %% slideshow={"slide_type": "subslide"}
+# %%
 plot_architecture(models["multiscale"], title="multiscale")
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "* affine coupling: triangular Jacobian, LDJ $= \\sum s$, exact inverse\n* a soft scale bound $e^{a}\\tanh(s/e^{a})$; masks alternate\n* a zeroed last convolution: couplings start as the identity\n* variational dequantization: the noise flow's LDJ is $-\\log q$\n* squeeze: a free permutation; split: the prior term of what it sets aside"}
 # ## Summary
 #
 # * An affine coupling transforms half of the values with a scale and shift computed from the other

@@ -14,7 +14,7 @@
 #     name: python3
 # ---
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "1. train the three models with PyTorch Lightning, or load the published weights\n2. compare them: bits per dimension, speed, size, importance sampling\n3. look inside: samples, interpolations, split-off latents, learned noise"}
 # # 3. Training, comparing and looking inside the flows
 #
 # Notebooks 1 and 2 built every layer of the three course models: `simple` (uniform dequantization
@@ -41,7 +41,7 @@
 # folder holding a `MNISTFlow_multiscale.ckpt` trained with this package (and a `PROVENANCE.md` saying
 # how), that model is used and labelled as such; otherwise a short demonstration run stands in.
 
-# %% tags=["no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["no-slides"]
 # On Colab or any machine without the course package, install it from the repository.
 # torch is not reinstalled: the package needs torch>=2.1, which Colab already provides.
 REPO_URL = "https://github.com/nflows-tutorial/nflows-tutorial"
@@ -53,7 +53,7 @@ except ImportError:
 
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"nflows-tutorial @ git+{REPO_URL}"], check=True)
 
-# %% tags=["no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["no-slides"]
 # %matplotlib inline
 # %config InlineBackend.figure_formats = ["png"]
 
@@ -103,7 +103,7 @@ DEMO_RUN = dict(epochs=1, batch_size=16, limit=96) if QUICK else dict(epochs=1, 
 PUBLISHED_TEST_BPD = {"simple": 1.0784, "vardeq": 1.0431, "multiscale": 1.020}
 _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the same numbers
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "`ImageFlow` is a `LightningModule`:\n\n* loss: bits per dimension with one dequantization draw per image\n* Adam at $10^{-3}$, times $0.99$ per epoch; gradients clipped at norm 1\n* the checkpoint with the best validation bpd is kept"}
 # ## Training with PyTorch Lightning
 #
 # `ImageFlow` is a `LightningModule`, so the training loop, logging, checkpointing and device handling
@@ -126,15 +126,15 @@ _ = torch.manual_seed(42)  # fixes the random draws below, so a rerun shows the 
 # much further in the early epochs, where the curves below fall by tenths of a bit. Importance
 # sampling pays at evaluation, where we want the tightest number and run the data only once.
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(ImageFlow, "training_step", "validation_step", "test_step", "configure_optimizers")
 
-# %% [markdown]
+# %% [markdown] slideshow={"text": ""}
 # The learning rate after $k$ epochs is $10^{-3} \cdot 0.99^k$. Stepping the scheduler that
 # `configure_optimizers` returns shows what that means over a run (the learning curves below log it
 # too, as `lr-Adam`):
 
-# %%
+# %% slideshow={"slide_type": "skip"} tags=["no-slides"]
 optimizers, schedulers = create_model("simple").configure_optimizers()
 scheduler = schedulers[0]["scheduler"]
 for epoch in range(201):
@@ -150,10 +150,10 @@ for epoch in range(201):
 # validation bpd, a `last.ckpt` written every 200 steps and after every epoch so that an interrupted
 # run can resume, a learning-rate monitor, and a logger that writes the scalars we plot below.
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(make_trainer)
 
-# %% [markdown] slideshow={"slide_type": "subslide"}
+# %% [markdown]
 # `train_flow` (in `nflows_tutorial.training`, also behind the command line `nflows-tutorial train`)
 # seeds everything, builds the model, the loaders and this trainer, calls `trainer.fit`, and finally
 # tests the best weights and stores them with their results in the same format as the published
@@ -167,7 +167,7 @@ show_source(make_trainer)
 # everything below still runs. Such a model is far from trained, and its numbers and samples show it.
 # Every model is labelled with where it came from in each table and figure below.
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 models, stored, origin, run_dirs = {}, {}, {}, {}
 for name in MODEL_NAMES:
     if TRAIN_FROM_SCRATCH:
@@ -198,7 +198,7 @@ for name in MODEL_NAMES:
 for name in MODEL_NAMES:
     print(f"{name:>10}: {origin[name]}")
 
-# %% [markdown] slideshow={"slide_type": "subslide"}
+# %% [markdown] slideshow={"text": ""}
 # ### Learning curves
 #
 # A training run logs its training bpd every 50 steps and its validation bpd after every epoch
@@ -207,14 +207,14 @@ for name in MODEL_NAMES:
 # log folders. Training bpd is the one-draw bound on the current batch, so it wobbles; validation bpd
 # is the same bound averaged over the validation images.
 
-# %% tags=["nbval-ignore-output"]
+# %% slideshow={"code": false} tags=["nbval-ignore-output"]
 curves = {f"{name} ({origin[name]})": read_scalars(run) for name, run in run_dirs.items() if run is not None}
 if curves:
     display(plot_learning_curves(curves))
 else:
     print("Every model was loaded from a published checkpoint, which holds no training logs.")
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "Bits per dimension with $M = 8$ importance samples, time to score and to sample 64 images, parameters. \"(stored)\": the numbers published with a checkpoint."}
 # ## Comparing the three models
 #
 # For each model we measure the bits per dimension on the validation and test images with $M = 8$
@@ -229,7 +229,7 @@ else:
 # images (the first 1,000 test images score about 0.025 bpd *better* than the whole test set), so a
 # quick-mode number is not to be compared with the stored column at all.
 
-# %% slideshow={"slide_type": "subslide"} tags=["nbval-ignore-output"]
+# %% tags=["nbval-ignore-output"]
 val_set, test_set = load_mnist("val"), load_mnist("test")
 rows = [
     results_row(name, model, {"val": val_set, "test": test_set}, stored[name], limit=EVAL_IMAGES, batch_size=EVAL_BATCH,
@@ -245,17 +245,17 @@ for row in rows:
         print(f"{name} ({origin[name]}): test {row['test_bpd']:.4f} bpd measured here; "
               f"the published {name} model: {PUBLISHED_TEST_BPD[name]:.3f}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"text": ""}
 # What the measurements say, model against model (on the images scored above):
 
-# %% tags=["nbval-ignore-output"]
+# %% slideshow={"code": false} tags=["nbval-ignore-output"]
 test_bpd = {row["model"]: row["test_bpd"] for row in rows}
 print(f"vardeq minus simple:     {test_bpd['vardeq'] - test_bpd['simple']:+.4f} bpd")
 print(f"multiscale minus vardeq: {test_bpd['multiscale'] - test_bpd['vardeq']:+.4f} bpd")
 print(f"published, for comparison: {PUBLISHED_TEST_BPD['vardeq'] - PUBLISHED_TEST_BPD['simple']:+.4f} and "
       f"{PUBLISHED_TEST_BPD['multiscale'] - PUBLISHED_TEST_BPD['vardeq']:+.4f} bpd")
 
-# %% [markdown] slideshow={"slide_type": "subslide"}
+# %% [markdown] slideshow={"slide_type": "subslide", "text": "With learned noise each draw is weighted:\n\n$$w_m = \\frac{p(x + u_m)}{q(u_m \\mid x)}, \\quad u_m \\sim q(u \\mid x): \\qquad \\log P(x) \\;\\ge\\; \\mathbb{E}\\Big[\\log \\operatorname{mean}_{m \\le M}\\, w_m\\Big]$$\n\nThe bound on validation images against $M$:"}
 # What to read from it:
 #
 # * **Learned dequantization pays off.** With the published weights `vardeq` improves on `simple` by
@@ -296,7 +296,7 @@ print(f"published, for comparison: {PUBLISHED_TEST_BPD['vardeq'] - PUBLISHED_TES
 # `log_likelihood` averages in log space is already $\log p(x + u_m) - \log q(u_m \mid x)$. The cell
 # below takes a batch of images apart: the LDJ of the dequantization layer alone, and the rest.
 
-# %% tags=["nbval-ignore-output"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 vardeq_model = models["vardeq"]
 images = val_set.images[:64].to(torch.int32).to(device)  # one batch, as in the evaluation above
 zero = torch.zeros(len(images), device=device)
@@ -315,7 +315,7 @@ print(f"first image: log p(x+u) - log q(u|x) from the parts {by_parts[0].item():
       f"from log_likelihood {whole[0].item():.4f}; largest difference over {len(images)} images "
       f"{(by_parts - whole).abs().max().item():.4f}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"text": ""}
 # Now the bound against $M$, on the first validation images. Each image's bpd is computed for every
 # $M$, and the change from one $M$ to the next is averaged over the images with its standard error
 # (the images differ far more from one another than the $M$ do, so the paired change is what can be
@@ -345,7 +345,7 @@ for M, bpd in per_image.items():
 # $w_m$, which for a whole image is far larger than for the toy's single value. In quick mode the
 # handful of images leaves error bars as large as the later steps, and the curve can wobble.
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Exercise 9: bits per dimension with M importance samples.** Write `my_importance_bpd(model, imgs, M)`,
 # the per-image bits per dimension from `M` draws of the dequantization noise, averaged inside the logarithm.
 # Use only `model.encode` (it draws fresh noise on every call and returns the latents and the
@@ -379,7 +379,7 @@ from nflows_tutorial.course.checks import check_importance_bpd
 some_images = val_set.images[:8].to(torch.int32).to(device)
 check_importance_bpd(my_importance_bpd, models["vardeq"], some_images)
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "Each flow run backwards from a standard-normal latent, from the same seed. Maximum likelihood covers every training image: samples look like handwriting, not always like digits."}
 # ## Samples
 #
 # Sampling runs each flow backwards from a standard-normal latent. A flow trained by maximum
@@ -388,7 +388,7 @@ check_importance_bpd(my_importance_bpd, models["vardeq"], some_images)
 # but not always like digits. The three models side by side, each from the same seed (a model from
 # a demonstration run produces mostly noise):
 
-# %% tags=["nbval-ignore-output"]
+# %% slideshow={"code": false} tags=["nbval-ignore-output"]
 plot_image_panels({f"{name}\n({origin[name]})": draw_samples(model, 16, seed=44) for name, model in models.items()})
 
 # %% [markdown]
@@ -401,7 +401,7 @@ plot_image_panels({f"{name}\n({origin[name]})": draw_samples(model, 16, seed=44)
 # multi-scale architecture, and the split-off latents below show where the global shape is kept.
 # (A demonstration run, if one stands in above, draws noise.)
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Question.** The flows reach about 1 bpd, close to the best published MNIST numbers of their time, yet
 # their samples look worse than a GAN's. How can a good likelihood go with poor samples?
 #
@@ -415,7 +415,7 @@ plot_image_panels({f"{name}\n({origin[name]})": draw_samples(model, 16, seed=44)
 #
 # </details>
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "A standard normal in $D = 784$ dimensions draws latents of norm close to $\\sqrt{784} = 28$; the straight-line midpoint of two is shorter. A **spherical** path keeps the norm:"}
 # ## Interpolating in latent space
 #
 # What does `encode` return for an image? Not "its" latent: the flow is a bijection between
@@ -433,7 +433,7 @@ plot_image_panels({f"{name}\n({origin[name]})": draw_samples(model, 16, seed=44)
 # which tends to decode to a thick, low-contrast blob. A **spherical** path turns one latent into the
 # other along a great circle and keeps the norm between the two ends:
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Exercise 10: latent interpolation.** Before reading the package's version below, write
 # `my_interpolate(model, img1, img2, num_steps)`: encode both images (integer tensors `[C, H, W]`), mix
 # their latents as $(1 - t) z_1 + t z_2$ for `num_steps` values of $t$ from 0 to 1, and decode the mixtures
@@ -460,10 +460,10 @@ from nflows_tutorial.course.checks import check_interpolate
 pair = load_mnist("train").images[:2].to(torch.int32).to(device)
 check_interpolate(my_interpolate, models["vardeq"], pair[0], pair[1])
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(latent_path)
 
-# %% slideshow={"slide_type": "subslide"} tags=["nbval-ignore-output"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 train_images = load_mnist("train").images[:6].to(torch.int32)
 pairs = [(train_images[2 * k], train_images[2 * k + 1]) for k in range(2)]
 for name in ("vardeq", "multiscale"):
@@ -473,7 +473,7 @@ for name in ("vardeq", "multiscale"):
     print(f"{name:>10}: norm along the linear path    {[round(v) for v in norms['linear'].tolist()]}")
     print(f"{'':>10}  norm along the spherical path {[round(v) for v in norms['spherical'].tolist()]}")
 
-# %% tags=["nbval-ignore-output"]
+# %% slideshow={"code": false} tags=["nbval-ignore-output"]
 rows, labels = [], []
 for name in ("vardeq", "multiscale"):
     for path in ("linear", "spherical"):
@@ -490,7 +490,7 @@ plot_images(torch.cat(rows), nrow=8, row_labels=labels, title="The same two pair
 # prior would draw (the norms printed above); the spherical path stays at the prior's usual norm all
 # the way, so its midpoints are latents of the kind the flow was trained to decode.
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "Fix the final 8x7x7 latent of the multi-scale model and draw the split-off half afresh: each row shares one final latent."}
 # ## What the split-off latents hold
 #
 # The multi-scale model sets half of its values aside after four couplings; only the other half sees
@@ -498,7 +498,7 @@ plot_images(torch.cat(rows), nrow=8, row_labels=labels, title="The same two pair
 # half afresh several times. Each row below shares one final latent; the columns differ only in the
 # split-off values.
 
-# %% slideshow={"slide_type": "subslide"} tags=["nbval-ignore-output"]
+# %% slideshow={"code": false} tags=["nbval-ignore-output"]
 _ = torch.manual_seed(42)
 multiscale = models["multiscale"]
 final = torch.randn(4, *multiscale.latent_shape, device=device)
@@ -508,7 +508,7 @@ plot_images(
     title=f"Fixed final latent per row, fresh split-off values per column ({origin['multiscale']})",
 )
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide", "text": "The noise $u = 256\\,v - x$ that the `vardeq` model's dequantization flow draws, on background ($x = 0$) and stroke pixels. Uniform noise would be flat at height 1."}
 # A trained multi-scale model (the published one, and already the course checkpoint after 10 epochs)
 # shows the same shape along each row, and the columns differ only in small details of stroke width,
 # texture and the odd stray pixel: the final latent carries the global structure, and the early
@@ -523,10 +523,10 @@ plot_images(
 # dequantization would give a flat histogram at height 1. We look at the background pixels ($x = 0$,
 # most of an MNIST image) and at the stroke pixels separately.
 
-# %% tags=["nbval-ignore-output", "no-slides"]
+# %% slideshow={"slide_type": "skip"} tags=["nbval-ignore-output", "no-slides"]
 show_source(VariationalDequantization, "dequantize")
 
-# %% slideshow={"slide_type": "subslide"} tags=["nbval-ignore-output"]
+# %% slideshow={"code": false} tags=["nbval-ignore-output"]
 dequant = models["vardeq"].flows[0]
 x = load_mnist("train").images[:64].to(torch.int32).to(device)
 _ = torch.manual_seed(42)
@@ -536,7 +536,7 @@ u = (v * 256 - x).cpu()
 display(plot_dequantization_histogram(u[x.cpu() == 0], title=f"Learned noise on background pixels (x = 0), {origin['vardeq']}"))
 display(plot_dequantization_histogram(u[x.cpu() > 0], title=f"Learned noise on stroke pixels (x > 0), {origin['vardeq']}"))
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "slide", "text": "* **Glow** (2018): actnorm, invertible 1x1 convolutions\n* **Flow++** (2019): mixtures of logistics, self-attention\n* **neural spline flows** (2019): rational-quadratic spline couplings\n* further afield: FFJORD, flow matching"}
 # With the published model the two histograms tell different stories. On the background the noise
 # piles up near $u = 0$. Why there? The bound $\mathbb{E}_q[\log p(x + u) - \log q(u \mid x)]$ is
 # largest when $q(u \mid x)$ is proportional to $p(x + u)$ across the cell: $q$ follows where the
@@ -571,7 +571,7 @@ display(plot_dequantization_histogram(u[x.cpu() > 0], title=f"Learned noise on s
 # enough to try any of these: write a layer with the `layer(z, ldj, reverse)` signature, check its
 # log-determinant against `autograd_log_det`, and add it to a model's `flows`.
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Exercise 11: an invertible 1x1 convolution.** Glow mixes the channels at every pixel with one learned
 # invertible $C \times C$ matrix $W$: $z'_{:,i,j} = W z_{:,i,j}$. The Jacobian is block diagonal with one
 # copy of $W$ per pixel, so $\log|\det| = H \cdot W_{\text{img}} \cdot \log|\det W|$ (use
@@ -604,7 +604,7 @@ from nflows_tutorial.course.checks import check_invertible_conv
 
 check_invertible_conv(MyInvertible1x1Conv)
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # **Exercise 12: a Householder layer.** A product of Householder reflections
 # $H_k = I - 2\, v_k v_k^\top / (v_k^\top v_k)$ is an orthogonal matrix for any vectors $v_k$, so a layer that
 # mixes channels with it never needs an inverse or a determinant: the inverse is the transpose and
@@ -643,7 +643,7 @@ from nflows_tutorial.course.checks import check_householder
 
 check_householder(MyHouseholder)
 
-# %% [markdown] slideshow={"slide_type": "slide"}
+# %% [markdown] slideshow={"slide_type": "notes"}
 # ## References
 #
 # * L. Dinh, D. Krueger, Y. Bengio. *NICE: Non-linear Independent Components Estimation.* 2014.
@@ -665,7 +665,7 @@ check_householder(MyHouseholder)
 # * Y. Lipman, R. T. Q. Chen, H. Ben-Hamu, M. Nickel, M. Le. *Flow Matching for Generative
 #   Modeling.* ICLR 2023. [arXiv:2210.02747](https://arxiv.org/abs/2210.02747)
 
-# %% [markdown] tags=["no-slides"]
+# %% [markdown] slideshow={"slide_type": "skip"} tags=["no-slides"]
 # ## Appendix (optional): what a training step keeps in memory
 #
 # This section is about speed and memory, not about flows; skip it on a first reading.
@@ -686,7 +686,7 @@ check_householder(MyHouseholder)
 # what autograd keeps for one step on 16 images on the CPU; `python -m nflows_tutorial bench` measures time
 # and peak memory on your machine.
 
-# %%
+# %% slideshow={"slide_type": "skip"} tags=["no-slides"]
 probe = create_model("vardeq")
 batch = torch.randint(0, 256, (16, 1, 28, 28), dtype=torch.int32)
 kept = {}

@@ -127,7 +127,8 @@ def run_slides(args: argparse.Namespace) -> int:
     if args.notes and not args.pdf:
         raise UsageError("--notes puts speaker notes into the PDFs: add --pdf")
     with _needs_extra("slides"):
-        from ..course.slides import PdfExportError, write_decks
+        from ..course.handouts import PdfExportError
+        from ..course.slides import write_decks
     try:
         decks = write_decks(args.out, args.notebooks, force=args.force, pdf=args.pdf, notes=args.notes)
     except PdfExportError as err:

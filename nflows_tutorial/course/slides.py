@@ -3,29 +3,36 @@
 Slide breaks come from the notebooks' cell metadata (``slideshow.slide_type``: ``slide`` for a new
 slide, ``subslide`` for one below it, ``fragment`` for a step, ``notes`` for the speaker's notes of the
 slide above). Cells tagged ``no-slides``, and the exercise and check cells, stay out of the decks. The
-decks are rendered from the stored outputs (nothing is executed) and load reveal.js and MathJax 3 from
-the copy of ``nflows_tutorial/course/static`` written next to them, never from a CDN.
+decks are rendered from the stored outputs (nothing is executed) and load reveal.js, its speaker-notes
+plugin and MathJax 3 from the copy of ``nflows_tutorial/course/static`` written next to them, never
+from a CDN.
+
+A slide is made for a room from the notebook's own cells: the reading text of a Markdown cell is the
+speaker notes of its slide (``s`` opens reveal.js's speaker view), and the slide shows the cell's
+headings and the short Markdown in its metadata, ``slideshow.text``, which Jupyter never shows a reader
+(a heading in it replaces the cell's; an empty text leaves the whole cell to the notes). A cell without
+slide text is shown whole when it has at most :data:`SLIDE_WORDS` words of prose, and is notes
+otherwise. What a cell that opens a slide says before its first heading is about the slide before, and
+goes to that slide's notes. A code cell shows its stored output, its code too when that is at most
+:data:`SLIDE_CODE_LINES` lines and ``slideshow.code`` is not false, and its ``slideshow.text`` above
+it. Every slide is laid out on the :data:`WIDTH` x :data:`HEIGHT` stage, its figures scaled to the room
+the text leaves them.
 
 With ``pdf=True`` each deck is also printed to a PDF beside it, one page per slide (and, with
-``notes=True``, a page of speaker notes after each slide that has notes): reveal.js lays the deck out
-for print (``?print-pdf``) in a headless Chromium driven by Playwright, which prints it at the deck's
-own size. A slide taller than the stage, which scrolls on screen, is zoomed out to fit its page.
+``notes=True``, pages of speaker notes): see :mod:`nflows_tutorial.course.handouts`.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import shutil
-import tempfile
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from nbformat.v4 import new_markdown_cell
 
 from .exercises import CHECK_TAG, EXERCISE_TAG, read_course_notebooks
+from .handouts import page_count, pdf_name, print_decks
 from .outputs import output_folder, write_outputs
 
 __all__ = [
@@ -33,11 +40,13 @@ __all__ = [
     "WIDTH",
     "HEIGHT",
     "MARGIN",
+    "SLIDE_WORDS",
+    "SLIDE_CODE_LINES",
     "Deck",
-    "PdfExportError",
+    "prose_words",
+    "deck_cells",
     "slide_count",
     "build_deck",
-    "print_decks",
     "write_decks",
 ]
 
@@ -47,10 +56,11 @@ ASSETS = "static"  # folder, next to the decks, that holds reveal.js and MathJax
 #: The stage every slide is laid out on, in CSS pixels (16:9, as projectors show it), and reveal.js's
 #: margin around it, as a fraction of its size.
 WIDTH, HEIGHT, MARGIN = 1280, 720, 0.04
+#: The most words of prose a slide shows (outside code and formulas), and the most lines of code.
+SLIDE_WORDS, SLIDE_CODE_LINES = 45, 12
+#: How much larger than its stored size a figure may be drawn to fill its slide.
+FIGURE_ZOOM = 1.5
 _STARTS = ("slide", "subslide")
-#: Browsers Playwright may drive, looked up on PATH in this order (Debian's package first).
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-_PRINT_TIMEOUT_MS = 120_000
 
 # nbconvert's reveal template loads jQuery, require.js, mermaid and reveal.js from CDNs and configures
 # MathJax 2. This template keeps its slide markup and replaces every script by the local files.
@@ -67,23 +77,71 @@ window.MathJax = {
 </script>
 <script defer src="{{ resources.course_assets }}/mathjax/tex-chtml-full.js"></script>
 <style>
-.reveal .slides section.course-scroll { height: 100%; overflow-y: auto; }
-.reveal pre, .reveal code { font-size: 0.8em; }
+/* Each slide is a column as tall as the stage: text keeps its size, figures take the room that is left. */
+.reveal .slides > section > section, html.reveal-print .reveal .slides .pdf-page > section {
+  height: {{ resources.course_height }}px; box-sizing: border-box; padding: 0 8px;
+  flex-direction: column; justify-content: safe center; text-align: left;
+}
+html.reveal-print .reveal .slides .pdf-page > section { display: flex !important; }
+.reveal .slides section > * { flex: none; }
+.reveal .slides section .jp-Cell { padding: 2px 0; }
+.reveal .slides section .jp-Cell:has(img),
+.reveal .slides section .jp-Cell:has(img) .jp-Cell-outputWrapper,
+.reveal .slides section .jp-Cell:has(img) .jp-OutputArea,
+.reveal .slides section .jp-Cell:has(img) .jp-OutputArea-child:has(img),
+.reveal .slides section .jp-Cell:has(img) .jp-OutputArea-output:has(img) {
+  display: flex; flex-direction: column; flex: 1 1 0; min-height: 0; overflow: visible;
+}
+.reveal .slides section .jp-Cell:has(img) .jp-Cell-inputWrapper,
+.reveal .slides section .jp-Cell:has(img) .jp-OutputArea-child:not(:has(img)) { flex: none; }
+.reveal .slides section .jp-OutputArea-output img {
+  flex: 1 1 0; min-height: 0; width: 100%; height: auto; max-width: 100%; max-height: 100%;
+  object-fit: contain; margin: auto;
+}
+.reveal .slides section .jp-Cell .jp-OutputArea.course-figure-row { flex-direction: row; gap: 16px; }
+.reveal .slides section .jp-Cell .jp-OutputArea.course-figure-row > .jp-OutputArea-child { min-width: 0; }
+.reveal .slides section .jp-OutputArea-prompt, .reveal .slides section .jp-InputPrompt { display: none; }
+.reveal .jp-MarkdownCell .jp-RenderedHTMLCommon { font-size: 30px; line-height: 1.35; padding-right: 0; }
+.reveal .jp-MarkdownCell .jp-RenderedHTMLCommon :is(h1, h2, h3) { text-transform: none; line-height: 1.2; }
+.reveal .jp-MarkdownCell .jp-RenderedHTMLCommon h1 { font-size: 1.55em; margin: 0 0 0.4em; }
+.reveal .jp-MarkdownCell .jp-RenderedHTMLCommon h2 { font-size: 1.4em; margin: 0 0 0.4em; }
+.reveal .jp-MarkdownCell .jp-RenderedHTMLCommon h3 { font-size: 1.15em; margin: 0 0 0.4em; }
+.reveal .jp-MarkdownCell .jp-RenderedHTMLCommon li { margin-bottom: 0.25em; }
+.reveal .jp-MarkdownCell .jp-RenderedHTMLCommon mjx-container[display="true"] { margin: 0.4em 0; }
+.reveal .slides pre { width: auto; max-width: 100%; box-sizing: border-box; }
+.reveal .jp-CodeCell .jp-InputArea pre { font-size: 20px; line-height: 1.3; white-space: pre-wrap; margin: 0; }
+.reveal .jp-OutputArea-output pre { font-size: 19px; line-height: 1.25; white-space: pre-wrap; margin: 0; }
+.reveal .jp-OutputArea-output table { font-size: 19px; }
+.reveal .slides section.course-scroll { overflow-y: auto; }
+/* Printed speaker notes are read at arm's length. */
+.reveal .speaker-notes-pdf .jp-MarkdownCell .jp-RenderedHTMLCommon { font-size: 20px; line-height: 1.3; }
 </style>
 {%- endblock html_head_js_mathjax -%}
 {%- block footer_js -%}
 <script src="{{ reveal_url_prefix }}/dist/reveal.js"></script>
+<script src="{{ reveal_url_prefix }}/plugin/notes/notes.js"></script>
 <script>
 const settings = {
   controls: true, progress: true, history: true, hash: true,
-  transition: "{{ reveal_transition }}", slideNumber: "c/t",
+  transition: "{{ reveal_transition }}", slideNumber: "c/t", display: "flex", plugins: [RevealNotes],
   width: {{ reveal_width }}, height: {{ reveal_height }}, margin: {{ resources.course_margin }}
 };
-// A slide taller than the stage scrolls instead of spilling over the next one.
+// A figure may grow to fill its slide, but not far beyond the size it was drawn at; a cell's figures
+// stand side by side.
+function capFigures() {
+  document.querySelectorAll('.reveal .slides .jp-OutputArea-output img').forEach(function (img) {
+    img.style.maxWidth = 'min(100%, ' + img.naturalWidth * {{ resources.course_zoom }} + 'px)';
+    img.style.maxHeight = img.naturalHeight * {{ resources.course_zoom }} + 'px';
+  });
+  document.querySelectorAll('.reveal .slides .jp-OutputArea').forEach(function (area) {
+    const outputs = [...area.children];
+    area.classList.toggle('course-figure-row', outputs.length > 1 && outputs.every(o => o.querySelector('img')));
+  });
+}
+// A slide whose content is taller than the stage scrolls instead of spilling over the next one.
 function markTallSlides() {
-  const stage = document.querySelector('.reveal').getBoundingClientRect().height;
   document.querySelectorAll('.reveal .slides section section').forEach(function (s) {
-    s.classList.toggle('course-scroll', s.scrollHeight > stage * 0.95);
+    s.classList.toggle('course-scroll', s.scrollHeight > s.clientHeight + 1);
   });
 }
 // Paper does not scroll: a slide taller than its page is zoomed out to fit it, centred across. Zoom, not
@@ -103,12 +161,14 @@ if (/print-pdf/i.test(window.location.search)) {
   // reveal.js measures each slide once to lay out the pages, so the formulas are typeset first; one
   // page per slide, every fragment shown.
   window.addEventListener('load', function () {
+    capFigures();
     MathJax.startup.promise.then(function () {
       Reveal.on('pdf-ready', fitPrintedSlides);
       Reveal.initialize(Object.assign(settings, {pdfMaxPagesPerSlide: 1, pdfSeparateFragments: false}));
     });
   });
 } else {
+  window.addEventListener('load', capFigures);
   Reveal.initialize(settings).then(markTallSlides);
   Reveal.on('slidechanged', markTallSlides);
 }
@@ -127,10 +187,6 @@ class Deck:
     pages: int | None = None
 
 
-class PdfExportError(RuntimeError):
-    """The decks could not be printed; the message says what is missing and how to install it."""
-
-
 def _kept(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
     return [c for c in nb.cells if not EXCLUDED_TAGS & set(c.get("metadata", {}).get("tags", []))]
 
@@ -139,26 +195,119 @@ def _slide_type(cell: nbformat.NotebookNode) -> str:
     return cell.get("metadata", {}).get("slideshow", {}).get("slide_type", "-")
 
 
+_FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.MULTILINE | re.DOTALL)
+_NOT_PROSE = re.compile(
+    r"\$\$.*?\$\$|\\\[.*?\\\]|\$[^$\n]+\$|`[^`\n]*`|<[^>\n]*>|\]\([^)\n]*\)",
+    re.DOTALL,
+)
+_HEADING = re.compile(r"^#{1,6}\s")
+
+
+def prose_words(markdown: str) -> int:
+    """How many words of prose ``markdown`` holds: code, formulas, HTML tags and link targets left out."""
+    text = _NOT_PROSE.sub(" ", _FENCE.sub(" ", markdown))
+    return sum(1 for word in text.split() if re.search(r"[^\W_]", word))
+
+
+def _heading_lines(markdown: str) -> list[bool]:
+    """For each line of ``markdown``: is it a heading (and not a line of a code block)?"""
+    flags, fenced = [], False
+    for line in markdown.splitlines():
+        if line.startswith(("```", "~~~")):
+            fenced = not fenced
+        flags.append(not fenced and bool(_HEADING.match(line)))
+    return flags
+
+
+def _headings_and_prose(markdown: str) -> tuple[list[str], str]:
+    """The heading lines of ``markdown``, and the rest of it."""
+    lines = markdown.splitlines()
+    flags = _heading_lines(markdown)
+    prose = "\n".join(line for line, heading in zip(lines, flags) if not heading)
+    return [line for line, heading in zip(lines, flags) if heading], prose.strip()
+
+
+def _notes(markdown: str) -> nbformat.NotebookNode:
+    return new_markdown_cell(markdown, metadata={"slideshow": {"slide_type": "notes"}})
+
+
+def _markdown_slide(cell: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    """A Markdown cell as its slide shows it: its headings and slide text, then its reading text as notes.
+
+    A cell without ``slideshow.text`` is shown whole when it has at most :data:`SLIDE_WORDS` words of
+    prose. A cell that shows nothing still marks where its slide starts. When a cell that opens a slide
+    speaks of the slide before until its first heading, that part is the notes of the slide before.
+    """
+    text = cell.metadata.get("slideshow", {}).get("text")
+    if text is None and prose_words(cell.source) <= SLIDE_WORDS:
+        return [cell]
+    lines, opens = cell.source.splitlines(), _slide_type(cell) in _STARTS
+    first = next((n for n, heading in enumerate(_heading_lines(cell.source)) if heading), 0) if opens else 0
+    lead, source = "\n".join(lines[:first]).strip(), "\n".join(lines[first:])
+    cells = [_notes(lead)] if lead else []
+    headings, prose = _headings_and_prose(source)
+    if text == "":
+        headings, prose = [], source.strip()
+    elif text and _headings_and_prose(text)[0]:
+        headings = []  # the slide text brings its own title
+    shown = nbformat.from_dict(cell)
+    shown.source = "\n\n".join([*headings, *([text] if text else [])])
+    cells.append(shown)
+    if prose:
+        cells.append(_notes(prose))
+    return cells
+
+
+def _code_slide(cell: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    """A code cell as its slide shows it: its slide text above it, and its code unless too long or turned off."""
+    slideshow = cell.metadata.get("slideshow", {})
+    shown = nbformat.from_dict(cell)
+    if len(cell.source.splitlines()) > SLIDE_CODE_LINES or not slideshow.get("code", True):
+        shown.metadata["transient"] = {"remove_source": True}
+    if not slideshow.get("text"):
+        return [shown]
+    # The text opens the cell's place in the deck, a new slide if the cell opens one.
+    text = new_markdown_cell(slideshow["text"], metadata={"slideshow": {"slide_type": _slide_type(cell)}})
+    shown.metadata["slideshow"] = {**slideshow, "slide_type": "-"}
+    return [text, shown]
+
+
+def deck_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    """The cells of ``nb``'s deck, in order: what each slide shows, and the speaker notes after it.
+
+    The cells tagged with one of :data:`EXCLUDED_TAGS` are left out; a Markdown cell is split into
+    what its slide shows and its notes (see :func:`_markdown_slide`); a code cell shows its slide text
+    above it, and its code only when that is at most :data:`SLIDE_CODE_LINES` lines and its
+    ``slideshow.code`` is not false.
+    """
+    cells = []
+    for cell in _kept(nb):
+        if _slide_type(cell) in ("skip", "notes"):
+            cells.append(cell)
+        elif cell.cell_type == "markdown":
+            cells.extend(_markdown_slide(cell))
+        elif cell.cell_type == "code":
+            cells.extend(_code_slide(cell))
+        else:
+            cells.append(cell)
+    return cells
+
+
 def slide_count(nb: nbformat.NotebookNode) -> int:
     """How many slides (horizontal and vertical, as reveal.js counts them) the deck of ``nb`` holds."""
-    kept = [c for c in _kept(nb) if _slide_type(c) not in ("skip", "notes")]
-    if not kept:
+    shown = [c for c in deck_cells(nb) if _slide_type(c) not in ("skip", "notes")]
+    if not shown:
         return 0
     # nbconvert opens a slide at the first visible cell whatever its type.
-    return 1 + sum(_slide_type(c) in _STARTS for c in kept[1:])
+    return 1 + sum(_slide_type(c) in _STARTS for c in shown[1:])
 
 
 def build_deck(nb: nbformat.NotebookNode, title: str, assets: str = ASSETS) -> str:
     """The HTML of the reveal.js deck of ``nb``; ``assets`` is the URL of the static folder, relative to the deck."""
     from jinja2 import DictLoader
     from nbconvert import SlidesExporter
-    from traitlets.config import Config
 
-    config = Config()
-    config.TagRemovePreprocessor.enabled = True
-    config.TagRemovePreprocessor.remove_cell_tags = set(EXCLUDED_TAGS)
     exporter = SlidesExporter(
-        config=config,
         extra_loaders=[DictLoader({"course_slides.html.j2": _TEMPLATE})],
         template_file="course_slides.html.j2",
         reveal_url_prefix=f"{assets}/reveal.js",
@@ -168,9 +317,11 @@ def build_deck(nb: nbformat.NotebookNode, title: str, assets: str = ASSETS) -> s
         exclude_input_prompt=True,
         exclude_output_prompt=True,
     )
-    nb = nbformat.from_dict(nb)
-    nb.metadata["title"] = title
-    html, _ = exporter.from_notebook_node(nb, resources={"course_assets": assets, "course_margin": MARGIN})
+    deck = nbformat.from_dict(nb)
+    deck.cells = deck_cells(nb)
+    deck.metadata["title"] = title
+    resources = {"course_assets": assets, "course_margin": MARGIN, "course_height": HEIGHT, "course_zoom": FIGURE_ZOOM}
+    html, _ = exporter.from_notebook_node(deck, resources=resources)
     return html
 
 
@@ -193,99 +344,13 @@ def _assets() -> dict[str, Path]:
     }
 
 
-def _pdf_name(deck: str) -> str:
-    return deck.removesuffix(".html") + ".pdf"
-
-
-def _page_count(data: bytes) -> int:
-    """How many pages the PDF ``data`` holds, from its page objects (Chromium writes them uncompressed)."""
-    return len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", data))
-
-
-def _chromium() -> str | None:
-    """The first Chromium on PATH; ``None`` lets Playwright use a browser of its own, if it has one."""
-    return next((found for name in CHROMIUM_NAMES if (found := shutil.which(name))), None)
-
-
-_NO_CHROMIUM = (
-    "printing the decks needs Chromium, and none was found ({names} on PATH, or Playwright's own): "
-    "install it with `apt-get install chromium` (Debian, Ubuntu) or your system's package manager"
-)
-
-
-def _first_line(err: Exception) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-
-
-_READY_TO_PRINT = "() => document.documentElement.dataset.coursePrintReady === 'true'"
-
-
-def _print_files(folder: Path, names: list[str], notes: bool) -> dict[str, bytes]:
-    """Print the decks ``names`` of ``folder`` with Playwright's sync API, which needs a thread with no event loop."""
-    from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import sync_playwright
-
-    query = "?print-pdf" + ("&showNotes=separate-page" if notes else "")
-    # reveal.js's page size: the stage and its margin, rounded down.
-    width, height = f"{int(WIDTH * (1 + MARGIN))}px", f"{int(HEIGHT * (1 + MARGIN))}px"
-    executable = _chromium()
-    pdfs = {}
-    with sync_playwright() as playwright:
-        try:
-            browser = playwright.chromium.launch(executable_path=executable)
-        except PlaywrightError as err:
-            if executable is None:
-                raise PdfExportError(_NO_CHROMIUM.format(names=", ".join(CHROMIUM_NAMES))) from None
-            raise PdfExportError(f"{executable} did not start: {_first_line(err)}") from None
-        try:
-            for name in names:
-                page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
-                try:
-                    page.goto((folder / name).as_uri() + query, wait_until="load")
-                    page.wait_for_function(_READY_TO_PRINT, timeout=_PRINT_TIMEOUT_MS)
-                    page.evaluate("document.fonts.ready.then(() => true)")
-                    pdfs[_pdf_name(name)] = page.pdf(
-                        width=width, height=height, print_background=True, prefer_css_page_size=True
-                    )
-                except PlaywrightError as err:
-                    raise PdfExportError(f"{name} could not be printed: {_first_line(err)}") from None
-                finally:
-                    page.close()
-        finally:
-            browser.close()
-    return pdfs
-
-
-def print_decks(decks: Mapping[str, bytes], notes: bool = False) -> dict[str, bytes]:
-    """Print each deck (file name: HTML) to a PDF, one page per slide; returns the PDFs by file name.
-
-    With ``notes``, the speaker notes of a slide follow it on a page of their own. Raises
-    :class:`PdfExportError`, naming what to install, when Playwright or Chromium is missing.
-    """
-    if importlib.util.find_spec("playwright") is None:
-        raise PdfExportError(
-            "printing the decks needs Playwright for Python: install it with `pip install playwright` "
-            "(it drives the system's Chromium; no browser download is needed)"
-        )
-    with tempfile.TemporaryDirectory(prefix="nflows-slides-") as work:
-        folder = Path(work)
-        for name, asset in _assets().items():
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(asset, folder / name)
-        for name, html in decks.items():
-            (folder / name).write_bytes(html)
-        # Playwright's sync API refuses to run in a thread with a running event loop (a notebook's kernel has one).
-        with ThreadPoolExecutor(max_workers=1) as printer:
-            return printer.submit(_print_files, folder, list(decks), notes).result()
-
-
 def write_decks(
     out: Path, notebooks: Path | None = None, force: bool = False, pdf: bool = False, notes: bool = False
 ) -> list[Deck]:
     """Write ``NN_name.slides.html`` for each course notebook into ``out``, with the assets beside them.
 
     With ``pdf``, ``NN_name.slides.pdf`` beside each deck too (with ``notes``, speaker notes included):
-    see :func:`print_decks`. Every notebook is read and every deck built (and printed) before anything
+    see :func:`~nflows_tutorial.course.handouts.print_decks`. Every notebook is read and every deck built (and printed) before anything
     is written; files in ``out`` that this command did not write are never overwritten unless
     ``force``: see :mod:`nflows_tutorial.course.outputs`.
     """
@@ -297,13 +362,13 @@ def write_decks(
         name = f"{source.stem}.slides.html"
         files[name] = build_deck(nb, _title(nb, source.stem)).encode("utf-8")
         counts[name] = slide_count(nb)
-    pdfs = print_decks(files, notes) if pdf else {}
+    pdfs = print_decks(files, _assets(), (WIDTH, HEIGHT, MARGIN), notes) if pdf else {}
     write_outputs(out, {**_assets(), **files, **pdfs}, "slides", force)
     decks = []
     for name, slides in counts.items():
-        printed = pdfs.get(_pdf_name(name))
+        printed = pdfs.get(pdf_name(name))
         if printed is None:
             decks.append(Deck(out / name, slides))
         else:
-            decks.append(Deck(out / name, slides, out / _pdf_name(name), _page_count(printed)))
+            decks.append(Deck(out / name, slides, out / pdf_name(name), page_count(printed)))
     return decks

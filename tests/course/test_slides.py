@@ -19,8 +19,19 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from nflows_tutorial.cli import main
-from nflows_tutorial.course import slides as slides_module
-from nflows_tutorial.course.slides import ASSETS, HEIGHT, MARGIN, WIDTH, slide_count, write_decks
+from nflows_tutorial.course import handouts
+from nflows_tutorial.course.slides import (
+    ASSETS,
+    HEIGHT,
+    MARGIN,
+    SLIDE_CODE_LINES,
+    SLIDE_WORDS,
+    WIDTH,
+    deck_cells,
+    prose_words,
+    slide_count,
+    write_decks,
+)
 
 from support.browser import chromium_path, need_modules
 
@@ -49,6 +60,7 @@ def test_deck_loads_only_files_beside_it(decks, stem):
     local = [link for link in links if not link.startswith("data:")]
     assert any(link.endswith("reveal.js/dist/reveal.js") for link in local)
     assert any(link.endswith("mathjax/tex-chtml-full.js") for link in local)
+    assert any(link.endswith("reveal.js/plugin/notes/notes.js") for link in local), "no speaker notes plugin"
     for link in local:
         assert "//" not in link, f"{stem} deck loads {link} from the network"
         assert (decks / link).is_file(), f"{stem} deck refers to {link}, which was not written"
@@ -62,9 +74,141 @@ def test_deck_leaves_out_exercises_and_listings(decks, stem):
     assert "show_source(" not in html and "REPO_URL" not in html
 
 
-def test_slide_counts_fit_a_90_minute_lecture():
-    counts = [slide_count(nbformat.read(path, as_version=4)) for path in NOTEBOOKS]
-    assert all(count >= 10 for count in counts) and 45 <= sum(counts) <= 75, counts
+# The lecture plan ----------------------------------------------------------------------------------------------
+PLAN_ROW = re.compile(r"^\| (\d+)-(\d+) \| (\d): .*\| ([\d-]+) \|$", re.MULTILINE)
+IN_CLASS = re.compile(r"in class: Exercise \d+\*\* \([^)]*?(\d+) min")
+
+
+def test_lecture_plan_names_every_slide_and_gives_each_its_minutes():
+    """The plan's rows cover each deck's slides in order, and a deck's talk leaves 1.5 to 3 minutes a slide."""
+    plan = (ROOT / "notebooks" / "lecture-plan.md").read_text(encoding="utf-8")
+    rows = list(PLAN_ROW.finditer(plan))
+    assert rows, "no row of the 90 minutes names its slides"
+    named: dict[int, list[int]] = {}
+    minutes: dict[int, int] = {}
+    for row in rows:
+        start, end, deck, slides = int(row[1]), int(row[2]), int(row[3]), row[4]
+        first, _, last = slides.partition("-")
+        named.setdefault(deck, []).extend(range(int(first), int(last or first) + 1))
+        in_class = sum(int(m) for m in IN_CLASS.findall(row[0]))
+        minutes[deck] = minutes.get(deck, 0) + end - start - in_class
+    counts = {int(path.stem[:2]): slide_count(nbformat.read(path, as_version=4)) for path in NOTEBOOKS}
+    for deck, count in counts.items():
+        assert named.get(deck) == list(range(1, count + 1)), f"deck {deck}: the plan names slides {named.get(deck)}"
+        assert 1.5 <= minutes[deck] / count <= 3, f"deck {deck}: {count} slides in {minutes[deck]} minutes"
+        print(f"deck {deck}: {count} slides, {minutes[deck]} minutes of talk, {minutes[deck] / count:.1f} a slide")
+
+
+# What a slide shows --------------------------------------------------------------------------------------------
+def _cell(kind: str, source: str, slide_type: str = "-", **slideshow) -> nbformat.NotebookNode:
+    metadata = {"slideshow": {"slide_type": slide_type, **slideshow}}
+    if kind == "code":
+        return new_code_cell(source, metadata=metadata, outputs=[new_output("stream", name="stdout", text="1\n")])
+    return new_markdown_cell(source, metadata=metadata)
+
+
+def _shown(cells: list) -> list[tuple[str, str, str, bool]]:
+    """Each deck cell as (type, slide type, source, whether its source is shown)."""
+    return [
+        (c.cell_type, c.metadata.get("slideshow", {}).get("slide_type", "-"), c.source, "transient" not in c.metadata)
+        for c in cells
+    ]
+
+
+LONG = " ".join(["word"] * (SLIDE_WORDS + 1))
+
+
+def test_slide_text_is_shown_under_the_cells_headings_and_the_reading_text_becomes_notes():
+    nb = new_notebook(cells=[_cell("markdown", f"## Title\n\n{LONG}", "slide", text="* one point")])
+    assert _shown(deck_cells(nb)) == [
+        ("markdown", "slide", "## Title\n\n* one point", True),
+        ("markdown", "notes", LONG, True),
+    ]
+
+
+def test_a_cell_without_slide_text_is_shown_whole_only_when_short():
+    short, long = _cell("markdown", "## Short\n\nA few words.", "slide"), _cell("markdown", f"### Long\n\n{LONG}")
+    assert _shown(deck_cells(new_notebook(cells=[short, long]))) == [
+        ("markdown", "slide", "## Short\n\nA few words.", True),
+        ("markdown", "-", "### Long", True),
+        ("markdown", "notes", LONG, True),
+    ]
+
+
+def test_slide_text_with_a_heading_replaces_the_cells_and_empty_text_leaves_all_to_the_notes():
+    titled = _cell("markdown", f"## Long title\n\n{LONG}", "slide", text="### Short\n\nText.")
+    silent = _cell("markdown", "## Aside\n\nSaid, not shown.", "subslide", text="")
+    cells = deck_cells(new_notebook(cells=[titled, silent]))
+    assert _shown(cells) == [
+        ("markdown", "slide", "### Short\n\nText.", True),
+        ("markdown", "notes", LONG, True),
+        ("markdown", "subslide", "", True),
+        ("markdown", "notes", "## Aside\n\nSaid, not shown.", True),
+    ]
+    assert slide_count(new_notebook(cells=[titled, silent])) == 2
+
+
+def test_what_a_slide_opening_cell_says_before_its_heading_is_the_notes_of_the_slide_before():
+    nb = new_notebook(
+        cells=[_cell("markdown", f"About the figure above.\n\n## Next\n\n{LONG}", "slide", text="Point.")]
+    )
+    assert _shown(deck_cells(nb)) == [
+        ("markdown", "notes", "About the figure above.", True),
+        ("markdown", "slide", "## Next\n\nPoint.", True),
+        ("markdown", "notes", LONG, True),
+    ]
+
+
+def test_code_is_shown_when_short_and_wanted_and_a_code_cells_text_opens_its_place():
+    short = "\n".join(f"x{i} = {i}" for i in range(SLIDE_CODE_LINES))
+    long = short + "\nx = 0"
+    cells = [
+        _cell("code", short, "slide"),
+        _cell("code", long),
+        _cell("code", short, code=False),
+        _cell("code", "f()", "subslide", text="### A caption"),
+    ]
+    assert _shown(deck_cells(new_notebook(cells=cells))) == [
+        ("code", "slide", short, True),
+        ("code", "-", long, False),
+        ("code", "-", short, False),
+        ("markdown", "subslide", "### A caption", True),
+        ("code", "-", "f()", True),
+    ]
+
+
+def test_prose_words_leave_out_code_formulas_and_markup():
+    assert prose_words("Two words $x + y$ `code()` $$\\sum_i z_i$$ [link](http://x.y/z) <b>bold</b> - 7") == 5
+
+
+def _slides(nb: nbformat.NotebookNode) -> list[list[nbformat.NotebookNode]]:
+    """The visible cells of each slide of ``nb``'s deck."""
+    slides: list[list[nbformat.NotebookNode]] = []
+    for cell in deck_cells(nb):
+        slide_type = cell.metadata.get("slideshow", {}).get("slide_type", "-")
+        if slide_type in ("notes", "skip"):
+            continue
+        if not slides or slide_type in ("slide", "subslide"):
+            slides.append([])
+        slides[-1].append(cell)
+    return slides
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=STEMS)
+def test_course_slides_show_little_prose_and_code(path):
+    """What each slide of the course shows, counted from the notebook (the browser test counts the rendered slides)."""
+    for number, slide in enumerate(_slides(nbformat.read(path, as_version=4)), 1):
+        words = sum(prose_words(c.source) for c in slide if c.cell_type == "markdown")
+        code = sum(len(c.source.splitlines()) for c in slide if c.cell_type == "code" and "transient" not in c.metadata)
+        assert words <= SLIDE_WORDS, f"slide {number}: {words} words of prose"
+        assert code <= SLIDE_CODE_LINES, f"slide {number}: {code} lines of code"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=STEMS)
+def test_cells_left_out_of_the_decks_are_skipped_by_a_live_slideshow_too(path):
+    for cell in nbformat.read(path, as_version=4).cells:
+        if "no-slides" in cell.metadata.get("tags", []):
+            assert cell.metadata.get("slideshow", {}).get("slide_type") == "skip", cell.source[:60]
 
 
 def test_cli_lists_each_deck_with_its_slide_count(tmp_path, capsys):
@@ -328,7 +472,7 @@ def test_pdf_without_playwright_names_the_fix(tmp_path, monkeypatch, capsys):
 
 def test_pdf_without_chromium_names_the_fix(tmp_path, monkeypatch, capsys):
     need_modules("playwright", extra="test")
-    monkeypatch.setattr(slides_module, "CHROMIUM_NAMES", ("no-such-chromium-here",))
+    monkeypatch.setattr(handouts, "CHROMIUM_NAMES", ("no-such-chromium-here",))
     monkeypatch.setenv("PLAYWRIGHT_BROWSERS_PATH", str(tmp_path / "no-browsers"))  # nor Playwright's own
     assert (
         main(["slides", "--out", str(tmp_path / "out"), "--notebooks", str(_small_course(tmp_path / "c")), "--pdf"])
