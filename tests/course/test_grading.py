@@ -30,13 +30,16 @@ from nflows_tutorial.course.grading import (
     write_nbgrader_course,
 )
 
+from support.browser import need_modules
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 FIRST, SECOND = (path.stem for path in NOTEBOOKS[:2])
 
 
 def need_nbgrader() -> None:
-    pytest.importorskip("nbgrader", reason="grading with nbgrader needs the grade extra: pip install -e '.[grade]'")
+    """Skip without nbgrader, or fail where CI requires every optional piece (see support.browser.need)."""
+    need_modules("nbgrader", extra="grade")
 
 
 def nbgrader_meta(cell) -> dict:
