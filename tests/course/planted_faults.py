@@ -818,7 +818,26 @@ def importance_batch_mean(model: ImageFlow, imgs: torch.Tensor, M: int) -> torch
     return (-log_px * math.log2(math.e) / imgs[0].numel()).mean()
 
 
+@fault(9, "encodes once and reuses that draw M times", r"same draw|fresh noise|once per draw")
+def importance_one_encode(model: ImageFlow, imgs: torch.Tensor, M: int) -> torch.Tensor:
+    z, ldj = model.encode(imgs)
+    log_p = torch.stack([ldj + standard_normal_log_prob(z)] * M)
+    return -(torch.logsumexp(log_p, dim=0) - math.log(M)) * math.log2(math.e) / imgs[0].numel()
+
+
+@fault(9, "forgets the prior's log-density of the latents", r"prior")
+def importance_no_prior(model: ImageFlow, imgs: torch.Tensor, M: int) -> torch.Tensor:
+    log_p = torch.stack([model.encode(imgs)[1] for _ in range(M)])
+    return -(torch.logsumexp(log_p, dim=0) - math.log(M)) * math.log2(math.e) / imgs[0].numel()
+
+
 # Exercise 10: latent interpolation (the published model: slow) ------------------------------------------------------
+@fault(10, "blends the two images' pixels instead of their latents", r"pixel|latent")
+def interpolate_pixels(model: ImageFlow, img1: torch.Tensor, img2: torch.Tensor, num_steps: int) -> torch.Tensor:
+    t = torch.linspace(0, 1, num_steps).view(-1, 1, 1, 1)
+    return ((1 - t) * img1.float() + t * img2.float()).round().to(torch.int32)
+
+
 @variant(10, "mixes the latents with torch.lerp")
 def interpolate_lerp(model: ImageFlow, img1: torch.Tensor, img2: torch.Tensor, num_steps: int) -> torch.Tensor:
     with torch.no_grad():
@@ -881,6 +900,15 @@ class Conv1x1ChannelsLast(Conv1x1Start):
         out = (z.permute(0, 2, 3, 1) @ w.T).permute(0, 3, 1, 2)
         log_det = z.shape[-1] * z.shape[-2] * torch.log(torch.abs(torch.det(self.weight)))
         return out, ldj - log_det if reverse else ldj + log_det
+
+
+@fault(11, "takes slogdet's sign where it needs log|det W|", r"sign|logabsdet")
+class Conv1x1SlogdetSign(Conv1x1Start):
+    def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> Pair:
+        log_det = z.shape[2] * z.shape[3] * torch.linalg.slogdet(self.weight)[0]
+        if not reverse:
+            return torch.einsum("ij,bjhw->bihw", self.weight, z), ldj + log_det
+        return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(self.weight), z), ldj - log_det
 
 
 @fault(11, "returns its input: forward does nothing yet", IDENTITY)

@@ -17,14 +17,19 @@ from .exercise import Steps, refuse_calls, seeded
 __all__ = ["check_importance_bpd", "check_interpolate", "check_invertible_conv", "check_householder"]
 
 
-def _draws(model: ImageFlow, imgs: torch.Tensor, m: int, seed: int, repeated: bool) -> torch.Tensor:
-    """``[M, batch]`` log-likelihoods of single draws, with the noise a student's loop (or one repeated batch) draws."""
+def _draws(
+    model: ImageFlow, imgs: torch.Tensor, m: int, seed: int, repeated: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[M, batch]`` log-determinants and prior log-densities of single draws, with the noise a student's loop
+    (or one repeated batch) draws."""
     torch.manual_seed(seed)
     with torch.no_grad():
         if repeated:
             z, ldj = model.encode(imgs.repeat(m, *([1] * (imgs.dim() - 1))))
-            return (ldj + standard_normal_log_prob(z)).view(m, -1)
-        return torch.stack([ldj + standard_normal_log_prob(z) for z, ldj in (model.encode(imgs) for _ in range(m))])
+            return ldj.view(m, -1).cpu().double(), standard_normal_log_prob(z).view(m, -1).cpu().double()
+        pairs = [model.encode(imgs) for _ in range(m)]
+    ldj = torch.stack([ldj for _, ldj in pairs]).cpu().double()
+    return ldj, torch.stack([standard_normal_log_prob(z) for z, _ in pairs]).cpu().double()
 
 
 def check_importance_bpd(
@@ -49,19 +54,29 @@ def check_importance_bpd(
             yours = steps.guarded("my_importance_bpd", my_importance_bpd, model, imgs, m)
         mine = torch.as_tensor(yours).detach().cpu().double()
 
+        def estimate(terms: torch.Tensor) -> torch.Tensor:
+            return -(torch.logsumexp(terms, 0) - math.log(m)) * to_bpd  # noqa: B023
+
         def distance(log_p: torch.Tensor) -> float:
-            estimate = -(torch.logsumexp(log_p, 0) - math.log(m)) * to_bpd  # noqa: B023
-            return (estimate - mine).abs().max().item() if estimate.shape == mine.shape else math.inf  # noqa: B023
+            bpd = estimate(log_p)
+            return (bpd - mine).abs().max().item() if bpd.shape == mine.shape else math.inf  # noqa: B023
 
         # The check redraws the student's noise: one encode per draw, or else one encode of the batch repeated M times.
-        log_p = _draws(model, imgs, m, seed, repeated=False).cpu().double()
-        if m > 1 and distance(log_p) > 1e-5:
-            log_p = min(log_p, _draws(model, imgs, m, seed, repeated=True).cpu().double(), key=distance)
-        right = -(torch.logsumexp(log_p, 0) - math.log(m)) * to_bpd
+        ldj, prior = _draws(model, imgs, m, seed, repeated=False)
+        if m > 1 and distance(ldj + prior) > 1e-5:
+            ldj, prior = min(
+                _draws(model, imgs, m, seed, repeated=True), (ldj, prior), key=lambda d: distance(d[0] + d[1])
+            )
+        log_p = ldj + prior
+        right = estimate(log_p)
         mistakes = {
             "you average the bpd of the M draws (the mean outside the log); average the likelihoods: log-mean-exp of "
             "the M log-likelihoods, then convert": -log_p.mean(0) * to_bpd,
             "log-sum-exp without the mean: subtract log M": -torch.logsumexp(log_p, 0) * to_bpd,
+            "your M draws are all the same draw: model.encode draws fresh noise on each call, so call it once per "
+            "draw": estimate(log_p[:1].expand_as(log_p)),
+            "the prior's log-density is missing: log p(x + u) = log N(z) + ldj": estimate(ldj),
+            "the log-determinant is missing: log p(x + u) = log N(z) + ldj": estimate(prior),
             "your result is in nats per dimension: multiply by log2(e) (divide by ln 2)": right * math.log(2),
             "the sign is flipped: bpd is the negative log-likelihood in bits": -right,
             "you return one number for the batch: keep one bpd per image": right.mean(),
@@ -97,6 +112,14 @@ def check_interpolate(
                     "frames between the ends",
                     f"frame {k} is a copy of {name}: decode the mixed latents (1 - t) z1 + t z2",
                 )
+    t = torch.linspace(0, 1, steps_n, dtype=torch.float64).view(-1, *([1] * img1.dim()))
+    blend = ((1 - t) * ends[0] + t * ends[1]).round().to(torch.int64)
+    if (yours[1:-1] - blend[1:-1]).abs().double().mean() < 1:
+        steps.fail(
+            "frames between the ends",
+            "your frames blend the two images' pixels; the exercise mixes their latents: encode both, mix "
+            "(1 - t) z1 + t z2, and decode each mixture",
+        )
     if (yours[0] - ends[1]).abs().sum() < (yours[0] - ends[0]).abs().sum():
         steps.fail("direction", "your frames run from img2 to img1: t = 0 must give img1")
     for k in range(steps_n):
@@ -116,13 +139,13 @@ class _Conv1x1(nn.Module):
 
     weight: torch.Tensor
 
-    def __init__(self, weight: torch.Tensor, undo: str = "inverse") -> None:
+    def __init__(self, weight: torch.Tensor, undo: str = "inverse", term: str = "logabsdet") -> None:
         super().__init__()
         self.register_buffer("weight", weight.detach().clone())
-        self.undo = undo
+        self.undo, self.term = undo, term
 
     def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        log_det = torch.linalg.slogdet(self.weight).logabsdet * z.shape[2] * z.shape[3]
+        log_det = getattr(torch.linalg.slogdet(self.weight), self.term) * z.shape[2] * z.shape[3]
         undo = {"inverse": torch.linalg.inv, "transpose": torch.t, "same": lambda w: w}[self.undo]
         w = undo(self.weight) if reverse else self.weight
         z = F.conv2d(z, w[:, :, None, None])
@@ -143,6 +166,9 @@ def check_invertible_conv(my_invertible_1x1_conv: type[nn.Module], seed: int = 0
         "your layer applies Wᵀ at each pixel: z'[i] = Σ_j W[i, j] z[j] uses W itself": _Conv1x1(w.T),
         "reverse applies Wᵀ, which undoes W only when W is orthogonal, and the check's W is not: use "
         "torch.linalg.inv(W)": _Conv1x1(w, undo="transpose"),
+        "your log-det uses slogdet's sign (its first output); log|det W| is its second, .logabsdet": (
+            _Conv1x1(w, term="sign")
+        ),
     }
     example = torch.randn(3, 4, 3, 5, generator=seeded(seed + 1))
     steps.layer("the layer contract", layer, example, reference=_Conv1x1(w), mistakes=mistakes)
