@@ -20,6 +20,11 @@ def _is_package_bpd(value: object) -> bool:
     return value is bits_per_dim
 
 
+def _is_package_dequantization(value: object) -> bool:
+    """The package's dequantization layer: the class (or a subclass) or an instance, such as a notebook's ``layer``."""
+    return isinstance(value, Dequantization) or (isinstance(value, type) and issubclass(value, Dequantization))
+
+
 def check_bits_per_dim(my_bits_per_dim: Callable[[torch.Tensor, int], torch.Tensor], seed: int = 0) -> None:
     """Exercise 1: ``my_bits_per_dim(log_px, dims)`` against ``-log_px / (dims ln 2)`` for two image sizes."""
     steps = Steps(1)
@@ -76,7 +81,7 @@ def check_logit_layer(
     refuse_calls(
         steps,
         my_logit_layer,
-        lambda v: isinstance(v, Dequantization) or v is Dequantization,
+        _is_package_dequantization,
         frozenset(),
         "write the α step and the logit with torch operations",
     )
@@ -110,7 +115,7 @@ def check_quantize(my_quantize: Callable[[torch.Tensor], torch.Tensor], seed: in
     refuse_calls(
         steps,
         my_quantize,
-        lambda v: isinstance(v, Dequantization) or v is Dequantization,
+        _is_package_dequantization,
         frozenset(),
         "write the sigmoid, the α step's inverse, the scaling and the rounding yourself",
     )
