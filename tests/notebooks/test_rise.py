@@ -39,9 +39,13 @@ OPEN_JS = """async (path) => {
   const widget = await app.commands.execute('docmanager:open', {path, factory: 'Notebook'});
   await widget.context.ready;
   app.shell.activateById(widget.id);
-  const toolbar = [...widget.toolbar.node.querySelectorAll('[data-command]')].map(b => b.dataset.command);
-  return {enabled: app.commands.isEnabled('RISE:slideshow'), toolbar};
+  return {enabled: app.commands.isEnabled('RISE:slideshow'), id: widget.id};
 }"""
+
+# The notebook's toolbar is filled from the settings registry after the document opens, so its buttons
+# may appear a moment later on a busy machine: wait for them instead of reading the toolbar once.
+TOOLBAR_JS = """(id) => [...document.getElementById(id).querySelectorAll('.jp-Toolbar [data-command]')]
+  .map(b => b.dataset.command)"""
 
 ACTIVE_JS = "() => [...document.querySelectorAll('.jp-Cell')].findIndex(c => c.classList.contains('jp-mod-active'))"
 
@@ -87,6 +91,8 @@ def _cleared_copy(folder: Path) -> tuple[nbformat.NotebookNode, int]:
 
 
 def test_notebook_presents_as_a_rise_slideshow_that_runs(rise_installed, lab):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page, folder = lab
     nb, target = _cleared_copy(folder)
     host = urlparse(page.url).netloc
@@ -102,7 +108,12 @@ def test_notebook_presents_as_a_rise_slideshow_that_runs(rise_installed, lab):
     page.context.route("**/*", only_loopback)
     opened = page.evaluate(OPEN_JS, LIVE)
     assert opened["enabled"], "RISE:slideshow is not available for the open notebook (is jupyterlab-rise installed?)"
-    assert "RISE:preview" in opened["toolbar"], f"no RISE button in the notebook's toolbar: {opened['toolbar']}"
+    button = page.locator(f"#{opened['id']} .jp-Toolbar [data-command='RISE:preview']")
+    try:
+        button.wait_for(state="attached", timeout=STEP_TIMEOUT_MS)
+    except PlaywrightTimeout:
+        toolbar = page.evaluate(TOOLBAR_JS, opened["id"])
+        pytest.fail(f"no RISE button in the notebook's toolbar after {STEP_TIMEOUT_MS / 1000:.0f} s: {toolbar}")
 
     with page.context.expect_page() as new_tab:
         page.evaluate("() => window.jupyterapp.commands.execute('RISE:slideshow')")
