@@ -43,10 +43,12 @@ __all__ = [
     "SLIDE_WORDS",
     "SLIDE_CODE_LINES",
     "Deck",
+    "DeckFiles",
     "prose_words",
     "deck_cells",
     "slide_count",
     "build_deck",
+    "course_decks",
     "write_decks",
 ]
 
@@ -227,8 +229,11 @@ def _headings_and_prose(markdown: str) -> tuple[list[str], str]:
     return [line for line, heading in zip(lines, flags) if heading], prose.strip()
 
 
-def _notes(markdown: str) -> nbformat.NotebookNode:
-    return new_markdown_cell(markdown, metadata={"slideshow": {"slide_type": "notes"}})
+def _derived(cell: nbformat.NotebookNode, part: str, markdown: str, slide_type: str) -> nbformat.NotebookNode:
+    """A Markdown cell made from part of ``cell``, with an id drawn from ``cell``'s so that a deck is built the same each time."""
+    return new_markdown_cell(
+        markdown, id=f"{cell.get('id', 'cell')}-{part}", metadata={"slideshow": {"slide_type": slide_type}}
+    )
 
 
 def _markdown_slide(cell: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
@@ -244,7 +249,7 @@ def _markdown_slide(cell: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
     lines, opens = cell.source.splitlines(), _slide_type(cell) in _STARTS
     first = next((n for n, heading in enumerate(_heading_lines(cell.source)) if heading), 0) if opens else 0
     lead, source = "\n".join(lines[:first]).strip(), "\n".join(lines[first:])
-    cells = [_notes(lead)] if lead else []
+    cells = [_derived(cell, "lead", lead, "notes")] if lead else []
     headings, prose = _headings_and_prose(source)
     if text == "":
         headings, prose = [], source.strip()
@@ -254,7 +259,7 @@ def _markdown_slide(cell: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
     shown.source = "\n\n".join([*headings, *([text] if text else [])])
     cells.append(shown)
     if prose:
-        cells.append(_notes(prose))
+        cells.append(_derived(cell, "notes", prose, "notes"))
     return cells
 
 
@@ -267,7 +272,7 @@ def _code_slide(cell: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
     if not slideshow.get("text"):
         return [shown]
     # The text opens the cell's place in the deck, a new slide if the cell opens one.
-    text = new_markdown_cell(slideshow["text"], metadata={"slideshow": {"slide_type": _slide_type(cell)}})
+    text = _derived(cell, "text", slideshow["text"], _slide_type(cell))
     shown.metadata["slideshow"] = {**slideshow, "slide_type": "-"}
     return [text, shown]
 
@@ -344,31 +349,50 @@ def _assets() -> dict[str, Path]:
     }
 
 
+@dataclass(frozen=True)
+class DeckFiles:
+    """The course's decks as files, by path relative to their folder: the decks, their PDFs if printed,
+    and the vendored reveal.js and MathJax they load; with the slides of each deck and the pages of each PDF."""
+
+    files: dict[str, bytes | Path]
+    slides: dict[str, int]
+    pages: dict[str, int]
+
+
+def course_decks(notebooks: Path | None = None, pdf: bool = False, notes: bool = False) -> DeckFiles:
+    """Build ``NN_name.slides.html`` for each course notebook, and with ``pdf`` print ``NN_name.slides.pdf``.
+
+    With ``notes``, the PDFs include the speaker notes: see
+    :func:`~nflows_tutorial.course.handouts.print_decks`. Nothing is written.
+    """
+    decks: dict[str, bytes] = {}
+    slides: dict[str, int] = {}
+    for source, nb in read_course_notebooks(notebooks):
+        name = f"{source.stem}.slides.html"
+        decks[name] = build_deck(nb, _title(nb, source.stem)).encode("utf-8")
+        slides[name] = slide_count(nb)
+    pdfs = print_decks(decks, _assets(), (WIDTH, HEIGHT, MARGIN), notes) if pdf else {}
+    pages = {name: page_count(printed) for name, printed in pdfs.items()}
+    return DeckFiles({**_assets(), **decks, **pdfs}, slides, pages)
+
+
 def write_decks(
     out: Path, notebooks: Path | None = None, force: bool = False, pdf: bool = False, notes: bool = False
 ) -> list[Deck]:
-    """Write ``NN_name.slides.html`` for each course notebook into ``out``, with the assets beside them.
+    """Write the decks of :func:`course_decks` into ``out``, with the assets (and PDFs) beside them.
 
-    With ``pdf``, ``NN_name.slides.pdf`` beside each deck too (with ``notes``, speaker notes included):
-    see :func:`~nflows_tutorial.course.handouts.print_decks`. Every notebook is read and every deck built (and printed) before anything
-    is written; files in ``out`` that this command did not write are never overwritten unless
-    ``force``: see :mod:`nflows_tutorial.course.outputs`.
+    Every notebook is read and every deck built (and printed) before anything is written; files in
+    ``out`` that this command did not write are never overwritten unless ``force``: see
+    :mod:`nflows_tutorial.course.outputs`.
     """
     out = output_folder(out)
-    sources = read_course_notebooks(notebooks)
-    files: dict[str, bytes] = {}
-    counts: dict[str, int] = {}
-    for source, nb in sources:
-        name = f"{source.stem}.slides.html"
-        files[name] = build_deck(nb, _title(nb, source.stem)).encode("utf-8")
-        counts[name] = slide_count(nb)
-    pdfs = print_decks(files, _assets(), (WIDTH, HEIGHT, MARGIN), notes) if pdf else {}
-    write_outputs(out, {**_assets(), **files, **pdfs}, "slides", force)
+    built = course_decks(notebooks, pdf, notes)
+    write_outputs(out, built.files, "slides", force)
     decks = []
-    for name, slides in counts.items():
-        printed = pdfs.get(pdf_name(name))
-        if printed is None:
-            decks.append(Deck(out / name, slides))
+    for name, count in built.slides.items():
+        printed = pdf_name(name)
+        if printed in built.pages:
+            decks.append(Deck(out / name, count, out / printed, built.pages[printed]))
         else:
-            decks.append(Deck(out / name, slides, out / pdf_name(name), page_count(printed)))
+            decks.append(Deck(out / name, count))
     return decks
