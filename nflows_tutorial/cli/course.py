@@ -149,15 +149,24 @@ def add_site_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="folder to write the website into (default: build/site in the checkout)",
     )
+    parser.add_argument(
+        "--pdf",
+        action="store_true",
+        help="also print each deck's PDF handout into the site (needs Playwright and Chromium)",
+    )
     parser.add_argument("--verbose", action="store_true", help="show Sphinx's progress, not only its warnings")
     _add_force(parser)
 
 
 def run_site(args: argparse.Namespace) -> int:
     """Build the website and say where its landing page is."""
+    from ..course.handouts import PdfExportError
     from ..course.site import build_site
 
-    index = build_site(args.out, quiet=not args.verbose, force=args.force)
+    try:
+        index = build_site(args.out, quiet=not args.verbose, force=args.force, pdf=args.pdf)
+    except PdfExportError as err:
+        raise MachineError(str(err)) from None
     print(f"website written to {index.parent}; preview: python -m http.server --directory {index.parent}")
     return 0
 
@@ -195,5 +204,7 @@ COMMANDS = (
     Command("exercises", f"write {_EXERCISES}", add_exercises_arguments, run_exercises, f"Write {_EXERCISES}."),
     Command("slides", f"write {_SLIDES}", add_slides_arguments, run_slides, f"Write {_SLIDES}."),
     Command("bench", f"benchmarks: {_BENCH}", add_bench_arguments, run_bench, f"Benchmarks: {_BENCH}."),
-    Command("site", "build the course website (notebooks, pages, API) into a folder", add_site_arguments, run_site),
+    Command(
+        "site", "build the course website (notebooks, decks, pages, API) into a folder", add_site_arguments, run_site
+    ),
 )

@@ -1,5 +1,5 @@
-"""The course website: a home page on the course, the notebooks with their stored outputs, the course pages,
-a page for developers and the API.
+"""The course website: a home page on the course, the notebooks with their stored outputs, the decks
+(and, on request, their PDF handouts), the course pages, a page for developers and the API.
 
 ``python -m nflows_tutorial site --out DIR`` stages the sources into one folder that mirrors the
 repository and runs Sphinx (myst-nb, sphinx-book-theme) on it with warnings as errors. The result is a
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..io.paths import CHECKOUT, course_notebooks
 from .outputs import output_folder, write_outputs
+from .slides import course_decks
 
 __all__ = [
     "SITE_SOURCES",
@@ -37,6 +38,10 @@ SITE_SOURCES = NOTEBOOKS / "site"
 SITE_PAGES = ("index.md", "developers.md")
 #: Pages of the repository shown on the website as they are, by their path in the repository.
 REPOSITORY_PAGES = ("docs/performance.md",)
+#: Folder of the staged sources whose contents Sphinx copies to the site's root as they are (conf.py).
+AS_IS = "_as_is"
+#: Folder of the site that holds the decks and their assets.
+DECKS = "slides"
 PACKAGE = __name__.partition(".")[0]
 NEEDED = ("sphinx", "myst_nb", "sphinx_book_theme")
 
@@ -99,8 +104,22 @@ def _stage(into: Path) -> None:
         shutil.copy2(page, into / "notebooks" / page.name)
 
 
-def build_site(out: Path, quiet: bool = True, force: bool = False) -> Path:
+def _stage_decks(into: Path, pdf: bool) -> None:
+    """Put the decks (and with ``pdf`` their PDFs) where Sphinx copies them to the site's ``slides/`` folder."""
+    for name, content in course_decks(pdf=pdf).files.items():
+        target = into / AS_IS / DECKS / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, Path):
+            shutil.copyfile(content, target)
+        else:
+            target.write_bytes(content)
+
+
+def build_site(out: Path, quiet: bool = True, force: bool = False, pdf: bool = False) -> Path:
     """Build the website into ``out`` (created if missing) and return the path of its landing page.
+
+    The site carries each notebook's deck in ``slides/``, linked from the home page; with ``pdf``, its
+    PDF handout too (printed by Chromium: see :mod:`nflows_tutorial.course.handouts`).
 
     Sphinx builds into a temporary folder; only a complete build is copied into ``out``, and files
     there that this command did not write are never overwritten unless ``force`` (see
@@ -120,6 +139,7 @@ def build_site(out: Path, quiet: bool = True, force: bool = False) -> Path:
         sources, doctrees, html = Path(work) / "src", Path(work) / "doctrees", Path(work) / "html"
         sources.mkdir()
         _stage(sources)
+        _stage_decks(sources, pdf)
         options = ["-b", "html", "-W", "--keep-going", "-c", str(SITE_SOURCES), "-d", str(doctrees)]
         status = build_main([*options, *(["-q"] if quiet else []), str(sources), str(html)])
         if status != 0:

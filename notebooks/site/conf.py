@@ -2,8 +2,8 @@
 
 The builder stages the sources into one folder that mirrors the repository: the home page
 ``index.md`` and ``developers.md`` from here at its root, ``api.md`` generated from the package's
-modules, ``notebooks/*.ipynb`` and the course's Markdown pages, ``docs/performance.md``, and the
-README (not a page). Links between pages are written as between the files of the repository. The
+modules, ``notebooks/*.ipynb`` and the course's Markdown pages, ``docs/performance.md``, the
+README (not a page), and under ``_as_is/`` the decks (and PDFs), copied to the site as they are. Links between pages are written as between the files of the repository. The
 notebooks are shown with their stored outputs and never executed: nbval already checks that those
 outputs are what the committed code produces.
 """
@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 import nflows_tutorial
+from nflows_tutorial.course.handouts import pdf_name
 from nflows_tutorial.course.repository import BRANCH, REPO_URL
-from nflows_tutorial.course.site import NOTEBOOKS
+from nflows_tutorial.course.site import AS_IS, DECKS, NOTEBOOKS
 from nflows_tutorial.io.paths import course_notebooks
 
 STATIC = Path(nflows_tutorial.__file__).resolve().parent / "course" / "static"
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # this folder's own ex
 extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.mathjax", "repository_links"]
 root_doc = "index"
 # The README is the repository's front page, not one of the site's: index.md is the course's.
-exclude_patterns = ["README.md", "_build", "**.ipynb_checkpoints"]
+exclude_patterns = ["README.md", "_build", "**.ipynb_checkpoints", AS_IS]
 
 # Notebooks: stored outputs only, and no widget JavaScript from a CDN.
 nb_execution_mode = "off"
@@ -84,5 +85,18 @@ def _copy_mathjax(app, exception) -> None:
         shutil.copytree(STATIC / "mathjax", Path(app.outdir) / "_static" / "mathjax", dirs_exist_ok=True)
 
 
+def _deck_links(app, config) -> None:
+    """Ship the staged decks, and link them from the home page ({{ slides_01 }}, ...): the deck, and its PDF if printed."""
+    staged = Path(app.srcdir) / AS_IS
+    if staged.is_dir():
+        config.html_extra_path = [str(staged)]
+    for notebook in course_notebooks(NOTEBOOKS):
+        deck = f"{DECKS}/{notebook.stem}.slides.html"
+        built = [(path, kind) for path, kind in ((deck, "deck"), (pdf_name(deck), "PDF")) if (staged / path).is_file()]
+        links = " · ".join(f'<a href="{path}">{kind}</a>' for path, kind in built)
+        config.myst_substitutions[f"slides_{notebook.name[:2]}"] = links or "(not built)"
+
+
 def setup(app) -> None:
+    app.connect("config-inited", _deck_links)
     app.connect("build-finished", _copy_mathjax)

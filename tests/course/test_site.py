@@ -4,8 +4,10 @@ The site is built with warnings as errors, served from a loopback HTTP server, a
 home page: every page it links must load with no console error, no failed or outside request,
 typeset formulas and loaded images; every internal link and anchor must resolve; the search finds
 the squeeze layer. The home page is the course's (its title, the three notebooks with their Colab
-links, the course's favicon), not the repository's README. Screenshots of the home page and of
-notebook 2's squeeze section go to the artifacts folder.
+links and their decks, the course's favicon), not the repository's README. The decks the site carries
+are those of ``slides``, and open as reveal.js decks; where Chromium can print, the site is built
+with the PDF handouts too, one page per slide. Screenshots of the home page and of notebook 2's
+squeeze section go to the artifacts folder.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from urllib.parse import urldefrag, urlparse
 
 import pytest
 
-from support.browser import VIEWPORT, artifacts_dir, launched_chromium, need_modules, serve
+from support.browser import VIEWPORT, artifacts_dir, can_print, launched_chromium, need_modules, serve
 from support.repository import colab_url
 from support.site_modules import public_modules
 
@@ -138,21 +140,29 @@ def _crawl(site: Site) -> None:
             site.visits[url] = _visit(site, url)
 
 
+@dataclass
+class Built:
+    """The website, built once for the module: its folder, the seconds the build took, whether with PDFs."""
+
+    folder: Path
+    seconds: float
+    pdf: bool
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> tuple[Path, float]:
-    """The website, built once for the module: its folder and the seconds the build took."""
+def built(tmp_path_factory) -> Built:
     need_modules("sphinx", "myst_nb", "sphinx_book_theme", extra="site")
     from nflows_tutorial.course.site import build_site
 
-    folder = tmp_path_factory.mktemp("site")
+    folder, pdf = tmp_path_factory.mktemp("site"), can_print()
     start = time.perf_counter()
-    build_site(folder)
-    return folder, time.perf_counter() - start
+    build_site(folder, pdf=pdf)
+    return Built(folder, time.perf_counter() - start, pdf)
 
 
 @pytest.fixture(scope="module")
 def site(built) -> Site:
-    folder, build_seconds = built
+    folder, build_seconds = built.folder, built.seconds
     with serve(folder) as base, launched_chromium() as browser:
         context = browser.new_context(viewport=VIEWPORT)
         crawled = Site(folder=folder, base=base, page=context.new_page(), build_seconds=build_seconds)
@@ -207,13 +217,16 @@ class _HomePage(HTMLParser):
 
 
 def test_home_page_is_the_course_with_its_favicon(built):
-    folder, _ = built
+    folder = built.folder
     home = _HomePage()
     home.feed((folder / "index.html").read_text(encoding="utf-8"))
     assert (home.h1 or "").strip().rstrip("#").strip() == COURSE_TITLE, f"the home page's title is {home.h1!r}"
     for stem in _notebook_pages():
         assert f"notebooks/{stem}.html" in home.links, f"the home page does not link notebook {stem}"
         assert colab_url(f"notebooks/{stem}.ipynb") in home.links, f"the home page has no Colab link for {stem}"
+        assert f"slides/{stem}.slides.html" in home.links, f"the home page does not link the deck of {stem}"
+        pdf_linked = f"slides/{stem}.slides.pdf" in home.links
+        assert pdf_linked == built.pdf, f"{stem}: PDF linked {pdf_linked}, built with PDFs {built.pdf}"
     assert "developers.html" in home.links and "api.html" in home.links
     assert home.icons == ["_static/favicon.svg"], f"favicon links: {home.icons}"
     icon = (folder / "_static" / "favicon.svg").read_bytes()
@@ -234,6 +247,36 @@ def test_home_page_in_the_browser(site):
     with urllib.request.urlopen(icon, timeout=10) as response:
         assert response.status == 200 and response.headers.get_content_type() == "image/svg+xml"
     assert "nflows-tutorial" not in page.locator("main h1").all_inner_texts(), "the home page is the README"
+
+
+def test_site_carries_the_decks_of_slides_and_a_pdf_page_per_slide(built):
+    from nflows_tutorial.course.handouts import page_count
+    from nflows_tutorial.course.slides import course_decks
+
+    decks = course_decks()
+    for name, content in decks.files.items():
+        shipped = built.folder / "slides" / name
+        expected = content.read_bytes() if isinstance(content, Path) else content
+        assert shipped.is_file() and shipped.read_bytes() == expected, f"slides/{name} is not what `slides` writes"
+    for name, slides in decks.slides.items():
+        pdf = built.folder / "slides" / name.replace(".html", ".pdf")
+        assert pdf.is_file() == built.pdf, f"{pdf.name}: present {pdf.is_file()}, built with PDFs {built.pdf}"
+        if built.pdf:
+            assert page_count(pdf.read_bytes()) == slides, f"{pdf.name}: not one page per slide ({slides})"
+
+
+@pytest.mark.browser
+def test_decks_open_from_the_home_page(site):
+    from nflows_tutorial.course.slides import course_decks
+
+    page = site.page
+    for name, slides in course_decks().slides.items():
+        page.goto(site.url("index.html"))
+        page.locator(f"main a[href='slides/{name}']").click()
+        page.wait_for_function("window.Reveal && Reveal.isReady()", timeout=30_000)
+        assert page.evaluate("Reveal.getSlides().length") == slides, f"{name} does not show its {slides} slides"
+        visit = site.visits[site.url(f"slides/{name}")]
+        assert visit.facts["typeset"] > 0, f"{name}: no formula typeset"
 
 
 @pytest.mark.browser
@@ -300,7 +343,8 @@ def test_every_internal_link_resolves(site):
                 checked.setdefault(target, _status(target))
                 if checked[target] != 200:
                     broken.append(f"{url} -> {link} (HTTP {checked[target]})")
-            elif fragment and fragment not in ids[target]:
+            # A fragment starting with "/" is a reveal.js route in a deck (#/3 is its fourth slide), not an id.
+            elif fragment and not fragment.startswith("/") and fragment not in ids[target]:
                 broken.append(f"{url} -> {link} (no element with id {fragment!r})")
     assert not broken, f"{len(broken)} broken internal links, e.g. {broken[:5]}"
 
@@ -378,3 +422,17 @@ def test_site_command_names_the_missing_extra(monkeypatch, capsys, tmp_path):
     message = capsys.readouterr().err
     assert "no_such_sphinx_theme_here" in message and 'pip install -e ".[site]"' in message
     assert not (tmp_path / "out").exists()
+
+
+def test_site_pdf_without_chromium_names_the_fix_and_writes_nothing(monkeypatch, capsys, tmp_path):
+    need_modules("sphinx", "myst_nb", "sphinx_book_theme", extra="site")
+    need_modules("playwright", extra="test")
+    from nflows_tutorial.cli import main
+    from nflows_tutorial.course import handouts
+
+    monkeypatch.setattr(handouts, "CHROMIUM_NAMES", ("no-such-chromium-here",))
+    monkeypatch.setenv("PLAYWRIGHT_BROWSERS_PATH", str(tmp_path / "no-browsers"))  # nor Playwright's own
+    assert main(["site", "--out", str(tmp_path / "out"), "--pdf"]) == 1
+    message = capsys.readouterr().err
+    assert "apt-get install chromium" in message and "no-such-chromium-here" in message, message
+    assert not (tmp_path / "out").exists(), "nothing is written when the PDFs cannot be printed"

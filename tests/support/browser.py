@@ -50,9 +50,20 @@ def need_modules(*modules: str, extra: str) -> None:
 def chromium_path() -> str:
     """The system chromium (Debian's package), which Playwright drives instead of a downloaded browser."""
     need_modules("playwright", extra="test")
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    found = _chromium_on_path()
     need(found is not None, "chromium not found on PATH: apt-get install chromium")
     return found
+
+
+def can_print() -> bool:
+    """Whether Playwright and chromium are here to print PDFs; always true under ``$NFLOWS_TUTORIAL_REQUIRE_BROWSER=1``,
+    so that CI, which must have them, never leaves the printing untested."""
+    present = importlib.util.find_spec("playwright") is not None and _chromium_on_path() is not None
+    return present or os.environ.get(REQUIRE_VARIABLE) == "1"
+
+
+def _chromium_on_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @contextlib.contextmanager
