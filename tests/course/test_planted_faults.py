@@ -10,6 +10,7 @@ import io
 import re
 from dataclasses import dataclass
 
+import planted_faults_more  # noqa: F401  (registers its answers with planted_faults)
 import pytest
 import torch
 from planted_faults import FAULTS, VARIANTS, Planted

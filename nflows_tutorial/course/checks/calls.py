@@ -77,6 +77,12 @@ def unregistered_tensors(layer: object) -> list[tuple[str, torch.Tensor]]:
     return found
 
 
+# A RuntimeError of tensors whose shapes do not fit together.
+_SHAPE_ERROR = re.compile(
+    r"size of tensor|must match the size|shape|mat1 and mat2|expected input|channels", re.IGNORECASE
+)
+
+
 def _dtype_cause(layer: object, dtype: torch.dtype) -> str:
     plain = [(name, t) for name, t in unregistered_tensors(layer) if t.dtype != dtype]
     if plain:
@@ -140,11 +146,14 @@ def call_layer(
         problem = f"{direction} raised {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         if _DTYPE_ERROR.search(str(err)):
             return Outcome(None, problem, _dtype_cause(layer, z.dtype if z.is_floating_point() else ldj.dtype))
-        cause = (
-            "a layer takes (z, ldj, reverse=False) and returns the pair (z, ldj); a shape error inside it often "
-            "means ldj [batch] met an unsummed per-value term (sum it with .flatten(1).sum(dim=1))"
-        )
-        return Outcome(None, problem, cause)
+        if _SHAPE_ERROR.search(str(err)):
+            hint = (
+                "a shape error in a layer often means ldj [batch] met an unsummed per-value term (sum it with "
+                ".flatten(1).sum(dim=1)), or the layer was built for another number of channels or image size"
+            )
+        else:
+            hint = f"call your layer yourself, layer(z, torch.zeros(len(z)){', reverse=True' if reverse else ''}, to see the line"
+        return Outcome(None, problem, f"your {problem}: {hint}")
     if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
         what = type(out).__name__ if not isinstance(out, tuple) else f"a tuple of {len(out)}"
         return Outcome(None, f"{direction} returned {what}, not a pair of tensors", "return the pair (z, ldj)")

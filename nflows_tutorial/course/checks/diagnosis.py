@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 
 from .values import MAX_SHOWN, shown
 
-__all__ = ["close", "log_det_fault", "output_fault", "round_trip_ldj_fault", "is_permutation", "side_by_side"]
+__all__ = [
+    "close",
+    "log_det_fault",
+    "output_fault",
+    "value_fault",
+    "round_trip_ldj_fault",
+    "is_permutation",
+    "side_by_side",
+]
+
+#: How a log-det fault that no simple relation explains begins.
+DATA_DEPENDENT = "your log-det differs from the right one by an amount that changes with the input"
 
 #: Levels of an 8-bit image: the scaling term of dequantization is ``-D log LEVELS``.
 LEVELS = 256
@@ -50,6 +62,45 @@ def _offset_fault(offset: float, values: int) -> str:
     )
 
 
+def _ratio_fault(ratio: float, values: int, positions: int | None, batch: int, channels: int | None) -> str:
+    """What a log-det that is ``ratio`` times the right one got wrong ("" if no usual slip gives that factor)."""
+    if abs(ratio + 1) < 1e-6:
+        return "the sign of your log-det is flipped: forward adds log|det J| (ldj + ...), reverse subtracts it"
+    if abs(ratio - 2) < 1e-6:
+        return "your log-det is twice the right one: the term is added twice"
+    if abs(1 / ratio - round(1 / ratio)) < 1e-6 and round(1 / ratio) >= 2:
+        k = round(1 / ratio)
+        if k == values:
+            also = " (or count once a term that holds at each of the H·W positions)" if k == positions else ""
+            return (
+                f"your log-det is the right one divided by {k}, the number of values per sample: you average "
+                f"(mean) the per-value terms where the log-det sums them{also}"
+            )
+        if positions and k != positions and positions % k == 0:
+            return (
+                f"your log-det times {k} is the right one: a term that holds at every pixel position must be "
+                f"counted H·W = {positions} times, and yours counts it {positions // k} (H or W alone?)"
+            )
+        where = f" (the {k} = H·W pixel positions)" if k == positions else ""
+        return (
+            f"your log-det times {k} is the right one{where}: a term that holds at every position is counted once; "
+            f"multiply it by the number of positions"
+        )
+    if batch > 1 and abs(ratio - batch) < 1e-6:
+        return (
+            f"your log-det is {batch} times the right one, the batch size: the sum runs over the whole batch "
+            f"(s.sum()); sum each sample's values only, s.flatten(1).sum(dim=1)"
+        )
+    if channels and channels > 1 and abs(ratio - channels) < 1e-6:
+        return (
+            f"your log-det is {channels} times the right one, the number of channels: a term that holds once per "
+            f"pixel position (H·W times in all) is counted once per value (C·H·W times)"
+        )
+    if abs(ratio - round(ratio)) < 1e-6 and round(ratio) >= 3:
+        return f"your log-det is {round(ratio)} times the right one: a term is counted {round(ratio)} times"
+    return ""
+
+
 def log_det_fault(
     ours: torch.Tensor,
     theirs: torch.Tensor,
@@ -77,35 +128,15 @@ def log_det_fault(
     if close(ours, zero, tol):
         return "ldj is returned unchanged, but this layer changes volume: add the log of its Jacobian's determinant"
     ratio = _ratio(ours, theirs, tol)
-    if ratio is not None and abs(ratio + 1) < 1e-6:
-        return "the sign of your log-det is flipped: forward adds log|det J| (ldj + ...), reverse subtracts it"
-    if ratio is not None and abs(ratio - 2) < 1e-6:
-        return "your log-det is twice the right one: the term is added twice"
-    if ratio is not None and abs(1 / ratio - round(1 / ratio)) < 1e-6 and round(1 / ratio) >= 2:
-        k = round(1 / ratio)
-        where = f" (the {k} = H·W pixel positions)" if k == positions else ""
-        return (
-            f"your log-det times {k} is the right one{where}: a term that holds at every position is counted once; "
-            f"multiply it by the number of positions"
-        )
-    if ratio is not None and batch > 1 and abs(ratio - batch) < 1e-6:
-        return (
-            f"your log-det is {batch} times the right one, the batch size: the sum runs over the whole batch "
-            f"(s.sum()); sum each sample's values only, s.flatten(1).sum(dim=1)"
-        )
-    if ratio is not None and channels and channels > 1 and abs(ratio - channels) < 1e-6:
-        return (
-            f"your log-det is {channels} times the right one, the number of channels: a term that holds once per "
-            f"pixel position (H·W times in all) is counted once per value (C·H·W times)"
-        )
-    if ratio is not None and abs(ratio - round(ratio)) < 1e-6 and round(ratio) >= 3:
-        return f"your log-det is {round(ratio)} times the right one: a term is counted {round(ratio)} times"
+    named = _ratio_fault(ratio, values, positions, batch, channels) if ratio is not None else ""
+    if named:
+        return named
     offsets = ours - theirs
     if ours.numel() > 1 and close(offsets, offsets.mean().expand_as(offsets), max(tol, 1e-9)):
         return _offset_fault(offsets.mean().item(), values)
     return (
-        "your log-det differs from the right one by an amount that changes with the input: a data-dependent term "
-        "is wrong; write down the Jacobian's diagonal (or its blocks) and sum the logs of its absolute values"
+        f"{DATA_DEPENDENT}: a data-dependent term is wrong; write down the Jacobian's diagonal (or its blocks) and "
+        f"sum the logs of its absolute values"
     )
 
 
@@ -118,6 +149,11 @@ def round_trip_ldj_fault(ldj_forward: torch.Tensor, ldj_back: torch.Tensor, tol:
         return "reverse returns ldj unchanged: it must subtract the log-det that forward added"
     if close(ldj_back, 2 * ldj_forward, scale):
         return "reverse adds the log-det instead of subtracting it (ldj + ... where it needs ldj - ...)"
+    if close(ldj_back, -ldj_forward, scale):
+        return (
+            "your layer returns its own log-det term in place of ldj plus (or minus) it: forward must return "
+            "ldj + term and reverse ldj - term, so that the terms of a chain of layers add up"
+        )
     return (
         f"after forward and reverse, ldj is {shown(ldj_back)} instead of 0: reverse must subtract exactly the "
         f"log-det forward added, computed from the same values"
@@ -160,3 +196,53 @@ def output_fault(inputs: torch.Tensor, yours: torch.Tensor, expected: torch.Tens
         f"your output differs from the right one at {int(wrong.sum())} of {wrong.numel()} values, by up to "
         f"{(yours - expected).abs().max().item():.3g}" + side_by_side(yours, expected)
     )
+
+
+#: Factors a slip in a formula often multiplies a result by, named as a student would write them.
+COMMON_FACTORS = {"ln 2": math.log(2), "ln 10": math.log(10), "ln 2 / ln 10": math.log(2) / math.log(10), "2": 2.0}
+
+
+def _factor_name(ratio: float, factors: Mapping[str, float]) -> str:
+    for name, value in {**factors, **COMMON_FACTORS}.items():
+        if value and abs(ratio - value) < 1e-6 * abs(value):
+            return f" = {name}"
+        if value and abs(ratio - 1 / value) < 1e-6 / abs(value):
+            return f" = 1 / ({name})"
+    return ""
+
+
+def value_fault(
+    yours: torch.Tensor, right: torch.Tensor, tol: float, factors: Mapping[str, float] | None = None
+) -> str:
+    """How a wrong result ``yours`` relates to the ``right`` one (same shape): what a student can look for.
+
+    ``factors`` names the quantities of the exercise (``{"dims": 784}``), so that a result off by one of them
+    says which.
+    """
+    yours, right = yours.double(), right.double()
+    bad = ~torch.isfinite(yours) & torch.isfinite(right)
+    if bad.any():
+        return (
+            f"your result is {shown(yours[bad][:3])} where the right one is {shown(right[bad][:3])}: an exp "
+            f"under- or overflowed (stay in log space), or a log of 0 or a division by 0"
+        )
+    if bool((yours == yours.round()).all()) and not bool((right == right.round()).all()):
+        return (
+            "your result holds whole numbers only, where the right one does not: // (floor division), int() or an "
+            "integer dtype rounds; divide with / and keep floats"
+        )
+    ratio = _ratio(yours.flatten(), right.flatten(), tol) if yours.numel() > 1 else None
+    if ratio is not None and abs(ratio + 1) < 1e-6:
+        return "your result has the wrong sign: it is minus the right one"
+    if ratio is not None:
+        named = _factor_name(ratio, factors or {})
+        return (
+            f"your result is the right one times {ratio:.6g}{named} for every value: a factor of the formula is wrong"
+        )
+    offsets = (yours - right).flatten()
+    if offsets.numel() > 1 and close(offsets, offsets.mean().expand_as(offsets), max(tol, 1e-9)):
+        offset = offsets.mean().item()
+        named = _factor_name(abs(offset), factors or {})
+        return f"your result is the right one {offset:+.6g}{named} for every value: a constant term is wrong or missing"
+    worst = (yours - right).abs().max().item()
+    return f"your result differs from the right one by up to {worst:.4g}"

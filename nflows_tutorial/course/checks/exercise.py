@@ -12,7 +12,7 @@ import torch
 
 from . import calls
 from .calls import CheckTimeout, time_limit
-from .diagnosis import close, is_permutation
+from .diagnosis import close, is_permutation, value_fault
 from .layer import inspect_layer
 from .values import MAX_SHOWN, shown
 
@@ -55,9 +55,19 @@ class Steps:
         print(f"[ok  ] Exercise {self.exercise} is right: " + "; ".join(self.held))
 
     def expect(
-        self, label: str, yours: torch.Tensor, right: torch.Tensor, tol: float, mistakes: Mapping[str, Any]
+        self,
+        label: str,
+        yours: torch.Tensor,
+        right: torch.Tensor,
+        tol: float,
+        mistakes: Mapping[str, Any],
+        factors: Mapping[str, float] | None = None,
     ) -> None:
-        """Pass if ``yours`` matches ``right``; else name the first of ``mistakes`` (fault -> wrong value) it matches."""
+        """Pass if ``yours`` matches ``right``; else name the first of ``mistakes`` (fault -> wrong value) it matches.
+
+        Otherwise the failure says how ``yours`` relates to ``right`` (see :func:`value_fault`, which ``factors``
+        is passed to).
+        """
         yours, right = torch.as_tensor(yours).detach().cpu(), torch.as_tensor(right).detach().cpu()
         evidence = _evidence(yours, right, tol)
         if yours.shape != right.shape:
@@ -74,25 +84,31 @@ class Steps:
         if not fault and is_permutation(yours.double().reshape(1, -1), right.double().reshape(1, -1), tol):
             fault = "your result holds the right values in the wrong positions"
             evidence = f"  yours {shown(_readable(yours).double())}\n  right {shown(_readable(right).double())}"
-        if not fault:
-            worst = (yours.double() - right.double()).abs().max().item()
-            fault = f"your result differs from the right one by up to {worst:.4g}"
-        self.fail(label, fault, evidence)
+        self.fail(label, fault or value_fault(yours, right, tol, factors), evidence)
 
-    @staticmethod
-    def guarded(what: str, run: Callable[..., Any], *args: Any) -> Any:
-        """``run(*args)``, the student's code, under a time limit; a crash or a timeout becomes a named failure."""
+    def guarded(self, what: str, run: Callable[..., Any], *args: Any) -> Any:
+        """``run(*args)``, the student's code, under a time limit; a crash, a timeout or an argument changed in
+        place becomes a named failure."""
+        before = [a.clone() if isinstance(a, torch.Tensor) else None for a in args]
         try:
             with time_limit(EXERCISE_TIME_LIMIT):
-                return run(*args)
+                result = run(*args)
         except NotImplementedError:
             raise
         except CheckTimeout as err:
-            raise ExerciseFailure(f"{what} {err}: a loop that never ends?") from None
+            self.fail(f"calling {what}", f"{what} {err}: a loop that never ends?")
         except ExerciseFailure:
             raise
         except Exception as err:  # a crash in student code is reported with its type, where it is easy to find
-            raise ExerciseFailure(f"{what} raised {type(err).__name__}: {err}") from err
+            self.fail(f"calling {what}", f"{what} raised {type(err).__name__}: {err}")
+        for n, (arg, copy) in enumerate(zip(args, before)):
+            if copy is not None and not calls.same(arg, copy):
+                self.fail(
+                    f"calling {what}",
+                    f"{what} changes its argument {n + 1} in place (an operation such as *=, -= or .mul_() on it): "
+                    f"the caller's tensor is no longer what it passed; compute a new tensor instead (x = x * ...)",
+                )
+        return result
 
 
 def _readable(t: torch.Tensor) -> torch.Tensor:

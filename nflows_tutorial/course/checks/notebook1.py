@@ -30,14 +30,22 @@ def check_bits_per_dim(my_bits_per_dim: Callable[[torch.Tensor, int], torch.Tens
     steps = Steps(1)
     refuse_calls(steps, my_bits_per_dim, _is_package_bpd, frozenset(), "write the conversion yourself")
     log_px = -(torch.rand(4, generator=seeded(seed), dtype=torch.float64) * 3000 + 100)
+    log_px[-1] = 250.0  # a density above 1: a positive log-likelihood, whose bits per dimension are negative
     for dims in (784, 3 * 32 * 32):
         yours = steps.guarded("my_bits_per_dim", my_bits_per_dim, log_px, dims)
         right = -log_px / (dims * LN2)
         mistakes = {
-            "the sign is flipped: bits per dimension is the NEGATIVE log-likelihood in bits, a positive number": -right,
+            "the sign is flipped: bits per dimension is the NEGATIVE log-likelihood in bits, -log_px / (dims ln 2)": (
+                -right
+            ),
             "your result is in nats per dimension: divide by ln 2 as well": right * LN2,
             "you multiply by ln 2 where you must divide by it": right * LN2**2,
-            "your result uses log base 10; bits are base 2: divide the nats by ln 2": right * math.log(10),
+            "your result uses log base 10; bits are base 2: divide the nats by ln 2": (
+                right * math.log(10),
+                right * LN2 / math.log(10),
+            ),
+            "your result is never negative: abs() drops the sign; a density above 1 has a positive log-likelihood "
+            "(here 250), whose bits per dimension are negative: write -log_px / (dims ln 2)": right.abs(),
             "your result is per image: divide by the number of dimensions as well": right * dims,
             f"your result uses the notebook's D = 784 instead of the argument dims (here {dims})": (
                 right * dims / 784 if dims != 784 else torch.full_like(right, math.nan)
@@ -46,7 +54,8 @@ def check_bits_per_dim(my_bits_per_dim: Callable[[torch.Tensor, int], torch.Tens
                 right.mean()
             ),
         }
-        steps.expect(f"{len(log_px)} log-likelihoods, dims={dims}", yours, right, 1e-6, mistakes)
+        factors = {"dims": dims, "dims / the batch size": dims / len(log_px), "dims · ln 2": dims * LN2}
+        steps.expect(f"{len(log_px)} log-likelihoods, dims={dims}", yours, right, 1e-6, mistakes, factors)
     uniform = torch.tensor([-784 * math.log(256)], dtype=torch.float64)
     yours = steps.guarded("my_bits_per_dim", my_bits_per_dim, uniform, 784)
     steps.expect("the uniform guess is 8 bits per pixel", yours, torch.tensor([8.0]), 1e-6, {})
@@ -140,6 +149,13 @@ def check_quantize(my_quantize: Callable[[torch.Tensor], torch.Tensor], seed: in
         "you multiply by 255; there are L = 256 levels, each a cell of width 1/256: multiply by 256": (
             torch.floor(v * 255).clamp(0, 255)
         ),
+        "the α step is only half undone: (y - α/2) must also be divided by (1 - α)": (
+            torch.floor((torch.sigmoid(logits) - 0.5e-5) * 256).clamp(0, 255)
+        ),
+        "pixels near the edge of their cell come back one level off in float32: compute in the logits' dtype, "
+        "float64 here (no .float())": torch.floor(
+            ((torch.sigmoid(logits.float()) - 0.5e-5) / (1 - 1e-5) * 256).clamp(0, 255)
+        ),
     }
     steps.expect("8 images of 8x8 back to integers", yours, x, 0, mistakes)
     extreme = torch.tensor([-40.0, 40.0], dtype=torch.float64)
@@ -187,6 +203,16 @@ def check_log_mean_exp(my_log_mean_exp: Callable[[torch.Tensor], torch.Tensor], 
                 torch.logsumexp(log_p, dim=1) - math.log(log_p.shape[1])
             ),
             "keepdim=True keeps dimension 0: return one value per image, shape [images]": right.unsqueeze(0),
+            "the maximum is not added back: log mean exp(x) = max + log mean exp(x - max)": right - log_p.max(0).values,
+            "you subtract M, the number of draws; the mean divides by M, which in log space subtracts log M": (
+                torch.logsumexp(log_p, dim=0) - m
+            ),
+            "you divide the log-sum-exp by M; the mean divides inside the log, which in log space subtracts log M": (
+                torch.logsumexp(log_p, dim=0) / m
+            ),
+            "M is the number of draws, dimension 0 of log_p (log_p.shape[0]), not the number of images": (
+                torch.logsumexp(log_p, dim=0) - math.log(log_p.shape[1])
+            ),
         }
         steps.expect(label, yours, right, 1e-9, mistakes)
     steps.done()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 
 import torch
@@ -80,7 +81,10 @@ def check_channel_mask(my_channel_mask: Callable[..., torch.Tensor], seed: int =
             right = create_channel_mask(c_in, invert)
             half = torch.zeros(1, c_in, 1, 1)
             half[:, : (c_in + 1) // 2] = 1
+            flipped = create_channel_mask(c_in, False).flip(1) if invert else torch.full_like(right, math.nan)
             mistakes = {
+                f"invert=True must give 1 - the plain mask; your inverted mask is the plain one in reverse order, "
+                f"which for an odd c_in={c_in} keeps {c_in // 2} channels instead of {c_in - c_in // 2}": flipped,
                 "invert is the wrong way round: invert=False keeps (1) the first c_in // 2 channels": 1 - right,
                 f"for c_in={c_in} your mask keeps {(c_in + 1) // 2} channels: keep the first c_in // 2, rounded down": (
                     (1 - half) if invert else half
@@ -126,6 +130,10 @@ def check_unsqueeze(my_unsqueeze: Callable[[torch.Tensor], torch.Tensor], seed: 
             ),
             "the rows and columns of each 2x2 block are swapped: a block's four channels are top-left, top-right, "
             "bottom-left, bottom-right (row first)": _unsqueeze_transposed_block(squeezed),
+            "a reshape alone keeps the values in memory order, so a block's four channels do not go back to its 2x2 "
+            "pixels: reshape to (B, C, 2, 2, H, W), permute to (B, C, H, 2, W, 2), then reshape": squeezed.reshape(
+                x.shape
+            ),
         }
         steps.expect(
             f"{shape[1]} channel{'s' if shape[1] > 1 else ''} of {shape[2]}x{shape[3]} back", yours, x, 0, mistakes
@@ -159,6 +167,11 @@ EARLY_SPLIT = [
 def _hidden(layer: CouplingLayer) -> int | None:
     first = next((m for m in layer.modules() if isinstance(m, nn.Conv2d)), None)
     return None if first is None else first.out_channels
+
+
+def _output_channels(layer: nn.Module) -> int | None:
+    convs = [m for m in layer.modules() if isinstance(m, nn.Conv2d)]
+    return convs[-1].out_channels if convs else None
 
 
 def _check_couplings(steps: Steps, flows: list[nn.Module]) -> None:
@@ -214,7 +227,15 @@ def check_early_split_flow(my_early_split_flow: Callable[[], ImageFlow]) -> None
     z, ldj = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.int32), torch.zeros(2)
     shapes = [list(z.shape[1:])]
     with torch.no_grad():
-        for layer in model.flows:
+        for i, layer in enumerate(model.flows):
+            out = _output_channels(layer)
+            if isinstance(layer, CouplingLayer) and out != 2 * z.shape[1]:
+                steps.fail(
+                    "conditioners",
+                    f"coupling {i}'s network outputs {out} channels, but it transforms {z.shape[1]}: it needs "
+                    f"2 × {z.shape[1]} = {2 * z.shape[1]}, a scale and a shift per channel "
+                    f"(GatedConvNet(c_in={z.shape[1]}, hidden=16, c_out={2 * z.shape[1]}))",
+                )
             z, ldj = steps.guarded(f"{type(layer).__name__}", layer, z, ldj)
             shapes.append(list(z.shape[1:]))
     if tuple(model.latent_shape) != tuple(z.shape[1:]):

@@ -32,6 +32,40 @@ def _draws(
     return ldj, torch.stack([standard_normal_log_prob(z) for z, _ in pairs]).cpu().double()
 
 
+def _importance_mistakes(
+    ldj: torch.Tensor,
+    prior: torch.Tensor,
+    imgs: torch.Tensor,
+    estimate: Callable[[torch.Tensor], torch.Tensor],
+    to_bpd: float,
+) -> dict[str, torch.Tensor]:
+    """The usual slips of exercise 9, each as the bpd it gives on the draws ``ldj + prior`` (M x images)."""
+    log_p = ldj + prior
+    right, m = estimate(log_p), log_p.shape[0]
+    return {
+        "you average the bpd of the M draws (the mean outside the log); average the likelihoods: log-mean-exp of "
+        "the M log-likelihoods, then convert": -log_p.mean(0) * to_bpd,
+        "log-sum-exp without the mean: subtract log M": -torch.logsumexp(log_p, 0) * to_bpd,
+        "your M draws are all the same draw: model.encode draws fresh noise on each call, so call it once per "
+        "draw": estimate(log_p[:1].expand_as(log_p)),
+        "the prior's log-density is missing: log p(x + u) = log N(z) + ldj": estimate(ldj),
+        "the log-determinant is missing: log p(x + u) = log N(z) + ldj": estimate(prior),
+        "your result is in nats per dimension: multiply by log2(e) (divide by ln 2)": right * math.log(2),
+        "the sign is flipped: bpd is the negative log-likelihood in bits": -right,
+        "you return one number for the batch: keep one bpd per image": right.mean(),
+        "you add log M; the mean divides by M, which in log space subtracts log M": (
+            -(torch.logsumexp(log_p, 0) + math.log(m)) * to_bpd
+        ),
+        "the prior's log-density is subtracted: log p(x + u) = log N(z) + ldj": estimate(ldj - prior),
+        "the prior's log-density is averaged over the values; it is their sum, one number per image": estimate(
+            ldj + prior / imgs[0].numel()
+        ),
+        "the log-sum-exp runs over dimension 1 (the images); the M draws are dimension 0": (
+            -(torch.logsumexp(log_p, 1) - math.log(log_p.shape[1])) * to_bpd
+        ),
+    }
+
+
 def check_importance_bpd(
     my_importance_bpd: Callable[[ImageFlow, torch.Tensor, int], torch.Tensor],
     model: ImageFlow,
@@ -69,19 +103,9 @@ def check_importance_bpd(
             )
         log_p = ldj + prior
         right = estimate(log_p)
-        mistakes = {
-            "you average the bpd of the M draws (the mean outside the log); average the likelihoods: log-mean-exp of "
-            "the M log-likelihoods, then convert": -log_p.mean(0) * to_bpd,
-            "log-sum-exp without the mean: subtract log M": -torch.logsumexp(log_p, 0) * to_bpd,
-            "your M draws are all the same draw: model.encode draws fresh noise on each call, so call it once per "
-            "draw": estimate(log_p[:1].expand_as(log_p)),
-            "the prior's log-density is missing: log p(x + u) = log N(z) + ldj": estimate(ldj),
-            "the log-determinant is missing: log p(x + u) = log N(z) + ldj": estimate(prior),
-            "your result is in nats per dimension: multiply by log2(e) (divide by ln 2)": right * math.log(2),
-            "the sign is flipped: bpd is the negative log-likelihood in bits": -right,
-            "you return one number for the batch: keep one bpd per image": right.mean(),
-        }
-        steps.expect(f"M={m}, the same noise as your draws", mine, right, 1e-5, mistakes)
+        mistakes = _importance_mistakes(ldj, prior, imgs, estimate, to_bpd)
+        factors = {"the batch size": len(imgs), "M": m, "the values of the whole batch, imgs.numel()": imgs.numel()}
+        steps.expect(f"M={m}, the same noise as your draws", mine, right, 1e-5, mistakes, factors)
     steps.done()
 
 
@@ -139,14 +163,23 @@ class _Conv1x1(nn.Module):
 
     weight: torch.Tensor
 
-    def __init__(self, weight: torch.Tensor, undo: str = "inverse", term: str = "logabsdet") -> None:
+    def __init__(
+        self, weight: torch.Tensor, undo: str = "inverse", term: str = "logabsdet", fixed_log_det: float | None = None
+    ) -> None:
         super().__init__()
         self.register_buffer("weight", weight.detach().clone())
-        self.undo, self.term = undo, term
+        self.undo, self.term, self.fixed_log_det = undo, term, fixed_log_det
 
     def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         log_det = getattr(torch.linalg.slogdet(self.weight), self.term) * z.shape[2] * z.shape[3]
-        undo = {"inverse": torch.linalg.inv, "transpose": torch.t, "same": lambda w: w}[self.undo]
+        if self.fixed_log_det is not None:
+            log_det = torch.full_like(ldj, self.fixed_log_det)
+        undo = {
+            "inverse": torch.linalg.inv,
+            "transpose": torch.t,
+            "same": lambda w: w,
+            "inverse transposed": lambda w: torch.linalg.inv(w).T,
+        }[self.undo]
         w = undo(self.weight) if reverse else self.weight
         z = F.conv2d(z, w[:, :, None, None])
         return z, ldj - log_det if reverse else ldj + log_det
@@ -159,7 +192,9 @@ def check_invertible_conv(my_invertible_1x1_conv: type[nn.Module], seed: int = 0
     weight = getattr(layer, "weight", None)
     if not isinstance(weight, nn.Parameter) or weight.shape != (4, 4):
         steps.fail("the weight", "keep the statement's self.weight, a 4 x 4 nn.Parameter")
+    example = torch.randn(3, 4, 3, 5, generator=seeded(seed + 1))
     with torch.no_grad():
+        ldj_before = steps.guarded("your layer", layer, example, torch.zeros(3, dtype=torch.float64))[1].double()
         weight.add_(0.3 * torch.randn(4, 4, generator=seeded(seed)))  # no longer a rotation: log|det W| != 0
     w = weight.detach().double()
     mistakes = {
@@ -169,19 +204,27 @@ def check_invertible_conv(my_invertible_1x1_conv: type[nn.Module], seed: int = 0
         "your log-det uses slogdet's sign (its first output); log|det W| is its second, .logabsdet": (
             _Conv1x1(w, term="sign")
         ),
+        "reverse applies W⁻¹ᵀ: the inverse of z' = W z is z = W⁻¹ z', torch.linalg.inv(W) itself": (
+            _Conv1x1(w, undo="inverse transposed")
+        ),
+        "reverse applies W again: it must apply its inverse, torch.linalg.inv(W)": _Conv1x1(w, undo="same"),
+        "your log-det stays what it was before the check changed self.weight (computed once, in __init__?): "
+        "compute log|det W| from self.weight in forward, since training changes the weight": _Conv1x1(
+            w, fixed_log_det=ldj_before[0].item()
+        ),
     }
-    example = torch.randn(3, 4, 3, 5, generator=seeded(seed + 1))
     steps.layer("the layer contract", layer, example, reference=_Conv1x1(w), mistakes=mistakes)
     steps.done()
 
 
 def _householder_product(
-    vectors: torch.Tensor, order: int = 1, factor: float = 2.0, normalise: bool = True
+    vectors: torch.Tensor, order: int = 1, factor: float = 2.0, normalise: bool = True, by_length: bool = False
 ) -> torch.Tensor:
     eye = torch.eye(vectors.shape[1], dtype=vectors.dtype)
     product = eye
     for v in list(vectors)[::order]:
-        product = product @ (eye - factor * torch.outer(v, v) / (v.dot(v) if normalise else 1))
+        norm = v.norm() if by_length else v.dot(v) if normalise else 1
+        product = product @ (eye - factor * torch.outer(v, v) / norm)
     return product
 
 
@@ -190,8 +233,17 @@ def check_householder(my_householder: type[nn.Module], seed: int = 0) -> None:
     steps = Steps(12)
     layer = steps.guarded("MyHouseholder(4)", my_householder, 4)
     with torch.no_grad():
+        layer.vectors.copy_(torch.randn(layer.vectors.shape, generator=seeded(seed + 100)))
+        start = steps.guarded("matrix()", layer.matrix).clone()
         layer.vectors.copy_(torch.randn(layer.vectors.shape, generator=seeded(seed)))
         yours = steps.guarded("matrix()", layer.matrix)
+    if torch.equal(start, yours) and not torch.equal(yours, torch.eye(len(yours), dtype=yours.dtype)):
+        steps.fail(
+            "changed vectors",
+            "matrix() gives the same matrix after self.vectors change: build it from self.vectors each time it is "
+            "called (not once, in __init__), with the outer product torch.outer(v, v) (on a 1-D v, v @ v.T is the "
+            "number vᵀv)",
+        )
     v = layer.vectors.detach()
     right = _householder_product(v)
     mistakes = {
@@ -204,6 +256,9 @@ def check_householder(my_householder: type[nn.Module], seed: int = 0) -> None:
         ),
         "a reflection needs the factor 2: I - v vᵀ / (vᵀ v) projects, and a projection cannot be inverted": (
             _householder_product(v, factor=1.0)
+        ),
+        "a reflection divides by vᵀ v, the squared length; you divide by the length ‖v‖": _householder_product(
+            v, by_length=True
         ),
     }
     steps.expect("matrix() vs the product rebuilt from your vectors", yours, right, 1e-5, mistakes)

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from ...flows.prior import standard_normal_log_prob
-from .calls import Layer, call_layer, same
-from .diagnosis import close, is_permutation, log_det_fault, output_fault, round_trip_ldj_fault, side_by_side
-from .values import NEGLIGIBLE, autograd_log_det
+from .calls import Layer, same
+from .diagnosis import close, log_det_fault, output_fault
 
-__all__ = ["Probe", "Verdict"]
-
-# Samples of the example batch whose log-determinant is compared with autograd's.
-AUTOGRAD_SAMPLES = 2
+__all__ = ["Probe", "Verdict", "mask_of"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +77,12 @@ def _ldj_shape_cause(p: Probe) -> str:
     batch, shape = p.z.shape[0], list(p.ldj_out.shape)
     # A keepdim sum, [B, 1, 1, 1], broadcasts against ldj [B] into [B, 1, 1, B]: the batch size twice, ones between.
     keepdim = p.ldj_out.dim() > 1 and [n for n in p.ldj_out.shape if n != 1] == [batch, batch]
+    if keepdim and p.ldj_out.dim() < p.z.dim():
+        return (
+            f"ldj has shape {shape}: your log-det term has a dimension of size 1 left besides the batch (a sum over "
+            f"some dimensions only, e.g. dim=(2, 3) without the channels), which broadcast against ldj [{batch}]; "
+            f"sum over every dimension but the batch: s.flatten(1).sum(dim=1)"
+        )
     if keepdim:
         return (
             f"ldj has shape {shape}: a sum with keepdim=True kept dimensions of size 1, which broadcast "
@@ -120,6 +120,14 @@ def shape(p: Probe) -> Verdict:
         return Verdict("shape", False, detail, f"your output has a batch of {p.z_out.shape[0]}, the input {batch}")
     if not p.z_out.is_floating_point():
         return Verdict("shape", False, detail, f"forward returns {p.z_out.dtype} values; a flow's latents are floats")
+    if p.z_out.dtype != torch.float64:
+        inputs = "integer pixels and ldj in float64" if p.integer else "a float64 input"
+        keep = "compute in ldj's dtype (x.to(ldj.dtype))" if p.integer else "keep the input's dtype"
+        cause = (
+            f"your layer returns {p.z_out.dtype} values for {inputs}: {keep}, with no .float() and with every "
+            f"tensor you create made in that dtype (dtype=z.dtype), or it loses precision a flow needs"
+        )
+        return Verdict("shape", False, detail + f", z' in {p.z_out.dtype}", cause)
     kept, given = p.z_out[0].numel(), p.z[0].numel()
     if kept < given and not p.integer:
         p.dropped = _split_part(p)
@@ -150,6 +158,11 @@ def repeatable(p: Probe) -> Verdict:
         f"two calls on the same input give outputs up to {diff:.3g} apart: the layer draws random numbers "
         f"(dropout, torch.rand) or holds a module in training mode that does; a layer is a fixed function of its input"
     )
+    if p.integer:
+        cause = (
+            f"two calls with the same noise= give outputs up to {diff:.3g} apart: your layer ignores the noise it is "
+            f"given; draw your own (torch.rand_like) only when noise is None"
+        )
     return Verdict("repeatable", holds, f"two calls differ by {diff:.2e}", "" if holds else cause)
 
 
@@ -176,7 +189,7 @@ def values(p: Probe) -> Verdict | None:
     return Verdict("values", not fault, detail, fault, short="" if fault else "same as the right layer")
 
 
-def _mask_of(p: Probe) -> torch.Tensor | None:
+def mask_of(p: Probe) -> torch.Tensor | None:
     mask = getattr(p.layer, "mask", None)
     if p.integer or p.dropped is not None or not isinstance(mask, torch.Tensor):
         return None
@@ -187,7 +200,7 @@ def _mask_of(p: Probe) -> torch.Tensor | None:
 
 
 def kept(p: Probe) -> Verdict | None:
-    mask = _mask_of(p)
+    mask = mask_of(p)
     if mask is None:
         return None
     change = (p.z_out - p.z)[mask].abs().max().item() if mask.any() else 0.0
@@ -211,117 +224,6 @@ def kept(p: Probe) -> Verdict | None:
         )
         return Verdict("kept", False, "transformed values depend on other transformed values", cause)
     return Verdict("kept", True, "kept values unchanged; each transformed value depends only on the kept ones")
-
-
-def _named_reverse_mistake(p: Probe, z_back: torch.Tensor) -> str:
-    for description, wrong in p.mistakes.items():
-        with torch.no_grad():
-            z_wrong = wrong(p.z_out, p.ldj_out, reverse=True)[0]
-        if z_wrong.shape == z_back.shape and close(z_back, z_wrong, p.tol) and not close(z_wrong, p.z, p.tol):
-            return description
-    return ""
-
-
-def _reverse_fault(p: Probe, z_back: torch.Tensor) -> str:
-    named = _named_reverse_mistake(p, z_back)
-    if named:
-        return named
-    if close(z_back, p.z_out, p.tol) and not close(p.z_out, p.z, p.tol):
-        return "reverse returns its input unchanged: the reverse branch must undo forward"
-    forward_again = p.run(p.z_out, p.zero)[0] if p.z_out.shape == p.z.shape else None
-    if forward_again is not None and close(z_back, forward_again, p.tol):
-        return "reverse applies forward again (adds where it must subtract, multiplies where it must divide)"
-    mask = _mask_of(p)
-    if mask is not None and not close(z_back[mask], p.z[mask], p.tol):
-        return "reverse changes the values forward keeps (mask == 1): reverse must use the same mask as forward"
-    if is_permutation(z_back, p.z, p.tol):
-        return "reverse puts the right values in the wrong positions" + side_by_side(z_back, p.z)
-    if p.run(z_back, p.zero)[0].shape == p.z_out.shape and close(p.run(z_back, p.zero)[0], p.z_out, p.tol):
-        return "forward is not invertible: two different inputs give the same output" + side_by_side(z_back, p.z)
-    if mask is not None:
-        return (
-            "reverse does not undo the transformed values (mask == 0): undo forward's steps in the opposite order "
-            "(forward z' = (z + t)·e^s is undone by z = z'·e^(-s) - t), with s and t computed from the kept values"
-        )
-    return "reverse does not undo forward: apply the inverse steps in the opposite order" + side_by_side(z_back, p.z)
-
-
-def _integer_inverse(p: Probe, z_back: torch.Tensor) -> Verdict:
-    if z_back.is_floating_point():
-        return Verdict(
-            "inverse",
-            False,
-            f"reverse returns {z_back.dtype}",
-            "reverse must round down to integers: torch.floor(...).to(torch.int32)",
-        )
-    alpha, levels = getattr(p.layer, "alpha", 1e-5), getattr(p.layer, "levels", 256)
-    # A learned noise may land a hair outside [0, 1) (the alpha sliver VariationalDequantization documents);
-    # such a value quantizes to the neighbouring integer, and is no fault of the reverse.
-    u = (torch.sigmoid(p.z_out) - alpha / 2) / (1 - alpha) * levels - p.z.to(torch.float64)
-    outside = (u < 0) | (u >= 1)
-    differ = z_back.to(torch.int64) != p.z.to(torch.int64)
-    wrong = int((differ & ~outside).sum())
-    detail = f"{wrong} of {p.z.numel()} pixels come back different"
-    if int((differ & outside).sum()):
-        detail += f" ({int((differ & outside).sum())} more whose noise lies outside [0, 1) by the α sliver)"
-    cause = "reverse must give back the integers: sigmoid, undo the α step, times L, round down, clip to 0..L-1"
-    return Verdict("inverse", wrong == 0, detail, "" if wrong == 0 else cause, short="exact integers")
-
-
-def inverse(p: Probe) -> Verdict:
-    extra = {"z_split": p.dropped} if p.dropped is not None and "z_split" in _parameters(p.layer) else {}
-    with torch.no_grad():
-        outcome = call_layer(p.layer, p.z_out, p.ldj_out, reverse=True, seconds=p.seconds, **extra)
-    if outcome.out is None:
-        return Verdict("inverse", False, outcome.problem, outcome.cause)
-    z_back, ldj_back = outcome.out
-    if p.integer:
-        return _integer_inverse(p, z_back)
-    if z_back.shape != p.z.shape:
-        detail = f"reverse gave shape {list(z_back.shape)}, the input was {list(p.z.shape)}"
-        return Verdict("inverse", False, detail, "reverse must undo every reshape of forward, in the opposite order")
-    if p.dropped is not None and not extra:
-        z_back = torch.cat([z_back[:, : p.z_out.shape[1]], p.dropped], dim=1)
-        ldj_back = p.zero
-    error = (z_back - p.z).abs().max().item()
-    detail = f"max |reverse(forward(z)) - z| = {error:.2e}, ldj after the round trip {ldj_back.abs().max().item():.2e}"
-    fault = "" if close(z_back, p.z, p.tol) else _reverse_fault(p, z_back)
-    fault = fault or round_trip_ldj_fault(p.ldj_out, ldj_back, p.tol)
-    return Verdict("inverse", not fault, detail, fault, short=f"round-trip error {_small(error)}")
-
-
-def _small(error: float) -> str:
-    """An error as it reads the same on every machine: float64 round-off differs between CPUs."""
-    return "below 1e-10" if error < NEGLIGIBLE else f"{error:.1e}"
-
-
-def _parameters(layer: Layer) -> set[str]:
-    target = layer.forward if isinstance(layer, nn.Module) else layer
-    try:
-        return set(inspect.signature(target).parameters)
-    except (TypeError, ValueError):
-        return set()
-
-
-def log_det(p: Probe) -> Verdict:
-    count = min(AUTOGRAD_SAMPLES, p.z.shape[0])
-    ours = p.ldj_out[:count]
-    if p.dropped is not None:
-        theirs, against = standard_normal_log_prob(p.dropped[:count]), "log N(set-aside values)"
-    else:
-        theirs, against = torch.stack([_autograd(p, i) for i in range(count)]), "autograd"
-    detail = f"layer {', '.join(f'{v:.6f}' for v in ours.tolist())} | {against} {', '.join(f'{v:.6f}' for v in theirs.tolist())}"
-    fault = log_det_fault(ours, theirs, p.tol, p.z[0].numel(), p.positions, channels=p.channels)
-    error = (ours - theirs).abs().max().item()
-    return Verdict("log-det", not fault, detail, fault, short=f"difference from {against} {_small(error)}")
-
-
-def _autograd(p: Probe, i: int) -> torch.Tensor:
-    zero = p.zero[:1]
-    if p.integer:  # a dequantization: the Jacobian of the noise u -> z, the image fixed
-        x = p.z[i : i + 1]
-        return autograd_log_det(lambda u: p.layer(x, zero, noise=u)[0], p.kwargs["noise"][i : i + 1]).detach()
-    return autograd_log_det(lambda v: p.layer(v, zero)[0], p.z[i : i + 1]).detach()
 
 
 def accumulates(p: Probe) -> Verdict:
@@ -356,7 +258,8 @@ def batch(p: Probe) -> Verdict:
     else:
         cause = (
             "one sample's output depends on the other samples of the batch: a sum or mean over the batch "
-            "dimension (sum() with no dim, or dim=0), or statistics taken over the batch"
+            "dimension (sum() with no dim, or dim=0), a count of the whole batch's values (z.numel() where one "
+            "sample's, z[0].numel(), is meant), or statistics taken over the batch"
         )
     return Verdict("batch", holds, detail, "" if holds else cause)
 
@@ -386,4 +289,24 @@ def gradient(p: Probe) -> Verdict | None:
                 f".numpy() on its output), so training could never change it"
             )
             return Verdict("gradient", False, f"{where}: no gradient", cause)
-    return Verdict("gradient", True, "every submodule with parameters receives a gradient")
+    return _gradient_through_z(p) or Verdict("gradient", True, "every submodule with parameters receives a gradient")
+
+
+def _gradient_through_z(p: Probe) -> Verdict | None:
+    """A failure when a parameter reaches the log-det but not the output z (a detached copy used for z)."""
+    assert isinstance(p.layer, nn.Module)
+    params = [(n, q) for n, q in p.layer.named_parameters() if q.grad is not None]
+    grads: tuple[torch.Tensor | None, ...] = (None,) * len(params)
+    with torch.enable_grad():
+        z_out = p.layer(p.z, p.zero, **p.kwargs)[0]
+        if z_out.requires_grad:
+            grads = torch.autograd.grad(z_out.to(torch.float64).sum(), [q for _, q in params], allow_unused=True)
+    cut = [n for (n, _), g in zip(params, grads) if g is None]
+    if not cut:
+        return None
+    cause = (
+        f"no gradient reaches self.{cut[0]} through your output z, only through the log-det: the output is "
+        f"computed from a detached copy (.detach(), .data or a tensor made from its values), so training would "
+        f"learn a log-det that does not belong to the map it applies"
+    )
+    return Verdict("gradient", False, f"self.{cut[0]}: no gradient through z", cause)
