@@ -147,8 +147,9 @@ print(f"uniform guess over 256 levels: {bits_per_dim(clueless_log_px, D).item():
 # **Exercise 1: bits per dimension.** Write `my_bits_per_dim(log_px, dims)`, which turns per-image
 # log-likelihoods in nats into bits per dimension. Calling the package's `bits_per_dim` is not allowed:
 # write the conversion yourself. The check compares your function with the right conversion on random
-# log-likelihoods for two image sizes and on the uniform guess above, and names the usual slips (a sign, nats
-# instead of bits, the notebook's `D` instead of the argument `dims`).
+# log-likelihoods (one of them positive, as a density above 1 gives) for two image sizes and on the uniform
+# guess above, and names the usual slips (a sign, nats instead of bits, the notebook's `D` instead of the
+# argument `dims`).
 
 # %% tags=["exercise"]
 # Exercise 1: bits per dimension

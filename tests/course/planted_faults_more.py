@@ -9,6 +9,7 @@ dequantizations that drop or misplace a term, floats of the wrong width, crashes
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +71,33 @@ def bpd_floor_division(log_px: torch.Tensor, dims: int) -> torch.Tensor:
 @fault(1, "takes the number of dimensions from the batch, len(log_px)", r"batch size|times")
 def bpd_len(log_px: torch.Tensor, dims: int) -> torch.Tensor:
     return -log_px / (len(log_px) * math.log(2))
+
+
+# Exercise 2 ---------------------------------------------------------------------------------------------------------
+ALPHA = 1e-5
+
+
+def _logit_layer(z: torch.Tensor, ldj: torch.Tensor, reverse: bool, term: Callable[..., torch.Tensor]) -> Pair:
+    """The logit layer with the logit's log-det term computed by ``term(y, v)``, the alpha step's term right."""
+    dims = z[0].numel()
+    if not reverse:
+        y = z * (1 - ALPHA) + ALPHA / 2
+        log_det = dims * math.log(1 - ALPHA) + term(y, z).flatten(1).sum(dim=1)
+        return torch.log(y) - torch.log1p(-y), ldj + log_det
+    y = torch.sigmoid(z)
+    v = (y - ALPHA / 2) / (1 - ALPHA)
+    log_det = dims * math.log(1 - ALPHA) + term(y, v).flatten(1).sum(dim=1)
+    return v, ldj - log_det
+
+
+@fault(2, "writes the logit's term as +Σ(log y + log(1 - y))", r"sign")
+def logit_layer_logit_term_sign(z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> Pair:
+    return _logit_layer(z, ldj, reverse, lambda y, v: torch.log(y) + torch.log1p(-y))
+
+
+@fault(2, "takes the logit's term at v, before the α step", r"uses v|of y")
+def logit_layer_term_of_v(z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> Pair:
+    return _logit_layer(z, ldj, reverse, lambda y, v: -(torch.log(v) + torch.log1p(-v)))
 
 
 # Exercise 3 ---------------------------------------------------------------------------------------------------------

@@ -73,13 +73,22 @@ class _PackageLogit(torch.nn.Module):
     def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         if reverse and self.slip == "alpha kept in reverse":
             return torch.sigmoid(z), ldj
-        y = z * (1 - self.alpha) + self.alpha / 2 if not reverse else None
+        z_in, y = z, z * (1 - self.alpha) + self.alpha / 2 if not reverse else None
         z, ldj = self.deq.sigmoid(z, ldj) if reverse else self.deq.logit(z, ldj)
         if self.slip == "no alpha term":  # forward adds D log(1 - alpha), reverse subtracts it: leave it out
             ldj = ldj + (1 if reverse else -1) * z[0].numel() * math.log(1 - self.alpha)
-        if self.slip == "half derivative" and y is not None:  # -sum(log y) only, without -sum(log(1 - y))
-            ldj = ldj + torch.log1p(-y).flatten(1).sum(dim=1)
+        if y is not None:
+            ldj = ldj + self._forward_slip(y, z_in)
         return z, ldj
+
+    def _forward_slip(self, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """What the slip adds to the right log-det of forward, for ``y``, the input ``v`` after the alpha step."""
+        terms = {
+            "half derivative": lambda: torch.log1p(-y),  # -sum(log y) only, without -sum(log(1 - y))
+            "logit term sign": lambda: 2 * (torch.log(y) + torch.log1p(-y)),
+            "logit term of v": lambda: torch.log(y) + torch.log1p(-y) - torch.log(v) - torch.log1p(-v),
+        }
+        return terms[self.slip]().flatten(1).sum(dim=1) if self.slip in terms else torch.zeros_like(y[:, 0, 0, 0])
 
 
 def check_logit_layer(
@@ -111,6 +120,12 @@ def check_logit_layer(
         ),
         "reverse applies the sigmoid but does not undo the α step after it: v = (y - α/2) / (1 - α)": (
             _PackageLogit(alpha, "alpha kept in reverse")
+        ),
+        "the sign of the logit's term is flipped: its log-det is -Σ(log y + log(1 - y)), negative of the sum": (
+            _PackageLogit(alpha, "logit term sign")
+        ),
+        "the logit's log-det term uses v; the logit is taken of y = (1 - α) v + α/2, so it is -Σ(log y + log(1 - y))": (
+            _PackageLogit(alpha, "logit term of v")
         ),
     }
     example = torch.rand(4, 1, 3, 3, generator=seeded(seed), dtype=torch.float64) * 0.98 + 0.01
