@@ -19,6 +19,7 @@ from planted_faults import (
     Conv1x1Start,
     HouseholderStart,
     Pair,
+    _channel,
     _checkerboard,
     _example,
     fault,
@@ -355,3 +356,45 @@ class DequantizationBy255(DequantizationStart):
 class DequantizationRounds(DequantizationStart):
     def pixels(self, v: torch.Tensor) -> torch.Tensor:
         return torch.round(v * self.levels).clamp(0, self.levels - 1).to(torch.int32)
+
+
+@fault("layer", "has no alpha step, so pixel 0 with noise 0 has an infinite logit", r"α step", check=check_pixels)
+class DequantizationNoAlpha(DequantizationStart):
+    alpha = 0.0
+
+
+@fault("layer", "draws the set-aside half in reverse but leaves ldj as it came", r"ldj unchanged", check=check_split)
+class SplitReverseKeepsLdj(SplitStart):
+    def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> Pair:
+        if reverse:
+            return torch.cat([z, torch.randn_like(z)], dim=1), ldj
+        return super().forward(z, ldj)
+
+
+@fault(8, "declares the image shape channels-last, (28, 28, 1)", r"image_shape|channels, height, width")
+def early_split_channels_last() -> ImageFlow:
+    flows: list[nn.Module] = [Dequantization(), _checkerboard(0), _checkerboard(1), SqueezeFlow(), SplitFlow()]
+    flows += [_channel(0, 2), _channel(1, 2), SqueezeFlow(), _channel(0, 8), _channel(1, 8)]
+    return ImageFlow(flows, image_shape=(28, 28, 1), latent_shape=(8, 7, 7))
+
+
+@fault(11, "takes log|det W| as a Python number with .item()", r"no gradient|\.item\(\)")
+class Conv1x1ItemLogDet(Conv1x1Start):
+    def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> Pair:
+        log_det = z.shape[2] * z.shape[3] * torch.linalg.slogdet(self.weight).logabsdet.item()
+        w = torch.linalg.inv(self.weight) if reverse else self.weight
+        return F.conv2d(z, w[:, :, None, None]), ldj - log_det if reverse else ldj + log_det
+
+
+@fault(12, "takes the vectors as the columns of self.vectors", r"columns|each row")
+class HouseholderColumns(HouseholderStart):
+    def matrix(self) -> torch.Tensor:
+        eye = torch.eye(self.vectors.shape[1], dtype=self.vectors.dtype)
+        product = eye
+        for v in self.vectors.T:
+            product = product @ (eye - 2 * torch.outer(v, v) / v.dot(v))
+        return product
+
+    def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> Pair:
+        w = self.matrix().T if reverse else self.matrix()
+        return F.conv2d(z, w[:, :, None, None]), ldj

@@ -53,8 +53,9 @@ def _reverse_fault(p: Probe, z_back: torch.Tensor) -> str:
         return "forward is not invertible: two different inputs give the same output" + side_by_side(z_back, p.z)
     if mask is not None:
         return (
-            "reverse does not undo the transformed values (mask == 0): undo forward's steps in the opposite order "
-            "(forward z' = (z + t)·e^s is undone by z = z'·e^(-s) - t), with s and t computed from the kept values"
+            "reverse does not undo the transformed values (mask == 0), though it keeps the others: compute s and t "
+            "in reverse exactly as forward does, from z * mask (the kept values, which forward left unchanged), then "
+            "undo forward's steps in the opposite order (z' = (z + t)·e^s is undone by z = z'·e^(-s) - t)"
         )
     return "reverse does not undo forward: apply the inverse steps in the opposite order" + side_by_side(z_back, p.z)
 
@@ -92,6 +93,13 @@ def _integer_ends_fault(p: Probe, levels: int) -> str:
     """The last pixel value with noise near 1 must stay finite, and latents far in the tails must quantize to
     the first and last level, not past them (``levels``: those of 8-bit images, whatever the layer says)."""
     ends = torch.tensor([40.0, -40.0], dtype=torch.float64).view(2, *([1] * (p.z.dim() - 1))).expand(2, *p.z.shape[1:])
+    bottom = torch.zeros((1, *p.z.shape[1:]), dtype=p.z.dtype)
+    latent = p.run(bottom, p.zero[:1], noise=torch.zeros(bottom.shape, dtype=torch.float64))[0]
+    if not torch.isfinite(latent).all():
+        return (
+            f"for the pixel 0 with noise 0 (torch.rand can draw it) your forward gives {latent.flatten()[0].item()}: "
+            f"the α step, y = (1 - α) v + α/2, keeps the logit finite at the edges of [0, 1)"
+        )
     top = torch.full((1, *p.z.shape[1:]), levels - 1, dtype=p.z.dtype)
     latent = p.run(top, p.zero[:1], noise=torch.full(top.shape, 0.999, dtype=torch.float64))[0]
     if not torch.isfinite(latent).all():
@@ -133,6 +141,9 @@ def inverse(p: Probe) -> Verdict:
         detail = f"reverse gave shape {list(z_back.shape)}, the input was {list(p.z.shape)}"
         return Verdict("inverse", False, detail, "reverse must undo every reshape of forward, in the opposite order")
     if p.dropped is not None and not extra:
+        fault = _drawn_split_ldj_fault(p, z_back, ldj_back)
+        if fault:
+            return Verdict("inverse", False, "reverse's ldj for the values it draws", fault)
         z_back = torch.cat([z_back[:, : p.z_out.shape[1]], p.dropped], dim=1)
         ldj_back = p.zero
     error = (z_back - p.z).abs().max().item()
@@ -140,6 +151,20 @@ def inverse(p: Probe) -> Verdict:
     fault = "" if close(z_back, p.z, p.tol) else _reverse_fault(p, z_back)
     fault = fault or round_trip_ldj_fault(p.ldj_out, ldj_back, p.tol)
     return Verdict("inverse", not fault, detail, fault, short=f"round-trip error {_small(error)}")
+
+
+def _drawn_split_ldj_fault(p: Probe, z_back: torch.Tensor, ldj_back: torch.Tensor) -> str:
+    """A split whose reverse draws the set-aside values itself must subtract their log N from ldj."""
+    assert p.dropped is not None
+    c = p.z_out.shape[1]
+    drawn = z_back[:, c:] if z_back[:, :c].shape == p.z_out.shape and close(z_back[:, :c], p.z_out, p.tol) else None
+    if drawn is None or drawn.shape != p.dropped.shape:
+        return ""
+    if close(ldj_back, p.ldj_out - standard_normal_log_prob(drawn), p.tol * (1 + p.ldj_out.abs().max().item())):
+        return ""
+    if close(ldj_back, p.ldj_out, p.tol):
+        return "reverse returns ldj unchanged: it must subtract log N of the values it draws for the set-aside half"
+    return ""  # another term, which the log-det property measures in forward
 
 
 def _small(error: float) -> str:

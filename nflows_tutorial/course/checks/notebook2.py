@@ -223,6 +223,11 @@ def check_early_split_flow(my_early_split_flow: Callable[[], ImageFlow]) -> None
             f"  yours {names}\n  asked {EARLY_SPLIT}",
         )
     steps.ok("the layers in the statement's order")
+    if tuple(model.image_shape) != (1, 28, 28):
+        steps.fail(
+            "image shape",
+            f"you declare image_shape={tuple(model.image_shape)}; images are [channels, height, width] = (1, 28, 28)",
+        )
     _check_couplings(steps, list(model.flows))
     z, ldj = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.int32), torch.zeros(2)
     shapes = [list(z.shape[1:])]

@@ -260,6 +260,9 @@ def check_householder(my_householder: type[nn.Module], seed: int = 0) -> None:
         "a reflection divides by vᵀ v, the squared length; you divide by the length ‖v‖": _householder_product(
             v, by_length=True
         ),
+        "you take the columns of self.vectors; each row is one vector v_k (for v in self.vectors)": (
+            _householder_product(v.T)
+        ),
     }
     steps.expect("matrix() vs the product rebuilt from your vectors", yours, right, 1e-5, mistakes)
     example = torch.randn(3, 4, 3, 3, generator=seeded(seed + 1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,7 @@ from torch import nn
 
 from .calls import Layer, same
 from .diagnosis import close, log_det_fault, output_fault
+from .values import randomized
 
 __all__ = ["Probe", "Verdict", "mask_of"]
 
@@ -289,7 +291,31 @@ def gradient(p: Probe) -> Verdict | None:
                 f".numpy() on its output), so training could never change it"
             )
             return Verdict("gradient", False, f"{where}: no gradient", cause)
-    return _gradient_through_z(p) or Verdict("gradient", True, "every submodule with parameters receives a gradient")
+    return (
+        _gradient_through_z(p)
+        or _gradient_through_ldj(p)
+        or Verdict("gradient", True, "every submodule with parameters receives a gradient")
+    )
+
+
+def _gradient_through_ldj(p: Probe) -> Verdict | None:
+    """A failure when the log-det follows the parameters' values but carries no gradient to them."""
+    assert isinstance(p.layer, nn.Module)
+    params = list(p.layer.parameters())
+    with torch.enable_grad():
+        ldj = p.layer(p.z, p.zero, **p.kwargs)[1]
+        if ldj.requires_grad and any(g is not None for g in torch.autograd.grad(ldj.sum(), params, allow_unused=True)):
+            return None
+    moved = randomized(copy.deepcopy(p.layer), scale=0.1, seed=3)
+    with torch.no_grad():
+        ldj_moved = moved(p.z, p.zero, **p.kwargs)[1]
+    if close(ldj_moved, ldj.detach(), p.tol):
+        return None  # a log-det that does not depend on the parameters (a volume-preserving layer)
+    cause = (
+        "your log-det changes with the parameters but carries no gradient to them (.item(), float(), .detach() or "
+        "torch.no_grad() on it): training could never learn the log-det term"
+    )
+    return Verdict("gradient", False, "the log-det carries no gradient", cause)
 
 
 def _gradient_through_z(p: Probe) -> Verdict | None:
