@@ -18,10 +18,12 @@ from planted_faults import (
     AffineCoupling,
     Conv1x1Start,
     HouseholderStart,
+    MyVariationalDequantization,
     Pair,
     _channel,
     _checkerboard,
     _example,
+    check_dequantization,
     fault,
 )
 from torch import nn
@@ -398,3 +400,10 @@ class HouseholderColumns(HouseholderStart):
     def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> Pair:
         w = self.matrix().T if reverse else self.matrix()
         return F.conv2d(z, w[:, :, None, None]), ldj
+
+
+@fault("layer", "drops the noise flow's log-det altogether", r"noise flow", check=check_dequantization)
+class VariationalNoNoiseLogDet(MyVariationalDequantization):
+    def noise_flow(self, x: torch.Tensor, u: torch.Tensor) -> Pair:
+        noise, _ = super().noise_flow(x, u)
+        return noise, torch.zeros(len(x), dtype=x.dtype)

@@ -38,7 +38,7 @@ def _importance_mistakes(
     imgs: torch.Tensor,
     estimate: Callable[[torch.Tensor], torch.Tensor],
     to_bpd: float,
-) -> dict[str, torch.Tensor]:
+) -> dict[str, torch.Tensor | tuple[torch.Tensor, ...]]:
     """The usual slips of exercise 9, each as the bpd it gives on the draws ``ldj + prior`` (M x images)."""
     log_p = ldj + prior
     right, m = estimate(log_p), log_p.shape[0]
@@ -61,7 +61,8 @@ def _importance_mistakes(
             ldj + prior / imgs[0].numel()
         ),
         "the log-sum-exp runs over dimension 1 (the images); the M draws are dimension 0": (
-            -(torch.logsumexp(log_p, 1) - math.log(log_p.shape[1])) * to_bpd
+            -(torch.logsumexp(log_p, 1) - math.log(log_p.shape[1])) * to_bpd,
+            -(torch.logsumexp(log_p, 1) - math.log(m)) * to_bpd,
         ),
     }
 
