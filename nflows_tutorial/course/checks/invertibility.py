@@ -194,8 +194,8 @@ def log_det(p: Probe) -> Verdict:
         fault = _split_log_det_fault(p, ours, theirs) or fault
     elif fault.startswith(DATA_DEPENDENT) and p.integer:
         fault = _noise_flow_log_det_fault(p, ours) or fault
-    elif fault.startswith(DATA_DEPENDENT) and mask_of(p) is not None:
-        fault = _masked_log_det_fault(p, ours, theirs)
+    elif fault.startswith(DATA_DEPENDENT) and (mask := mask_of(p)) is not None:
+        fault = _masked_log_det_fault(p, mask, ours, theirs)
     error = (ours - theirs).abs().max().item()
     return Verdict("log-det", not fault, detail, fault, short=f"difference from {against} {_small(error)}")
 
@@ -230,10 +230,9 @@ def _noise_flow_log_det_fault(p: Probe, ours: torch.Tensor) -> str:
     )
 
 
-def _masked_log_det_fault(p: Probe, ours: torch.Tensor, theirs: torch.Tensor) -> str:
-    """The log-det of a masked layer against its Jacobian's diagonal: the scale summed, or the usual slips listed."""
-    mask = mask_of(p)
-    assert mask is not None
+def _masked_log_det_fault(p: Probe, mask: torch.Tensor, ours: torch.Tensor, theirs: torch.Tensor) -> str:
+    """The log-det of a masked layer (``mask``: its kept values) against its Jacobian's diagonal: the scale summed,
+    or the usual slips listed."""
     count, free = len(ours), ~mask[: len(ours)]
     # The kept property has shown that a transformed value depends on no other transformed value, so one
     # gradient of their sum gives the Jacobian's diagonal at every transformed position.

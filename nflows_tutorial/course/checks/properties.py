@@ -270,69 +270,55 @@ def _modules(layer: Layer) -> list[nn.Module]:
     return list(layer.modules()) if isinstance(layer, nn.Module) else []
 
 
+def _grads(output: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor | None]:
+    """The gradient of ``output.sum()`` for each parameter, None where no path leads to it."""
+    if not output.requires_grad:
+        return [None] * len(params)
+    return list(torch.autograd.grad(output.sum(), params, allow_unused=True, retain_graph=True))
+
+
 def gradient(p: Probe) -> Verdict | None:
     if not isinstance(p.layer, nn.Module) or not any(True for _ in p.layer.parameters()):
         return None
-    p.layer.zero_grad(set_to_none=True)
+    names, params = zip(*p.layer.named_parameters(), strict=True)
     with torch.enable_grad():
         z_out, ldj_out = p.layer(p.z, p.zero, **p.kwargs)
-        loss = z_out.to(torch.float64).sum() + ldj_out.sum()
-        if not loss.requires_grad:
+        if not (z_out.requires_grad or ldj_out.requires_grad):
             cause = "no gradient leaves your forward: it runs under torch.no_grad() or .detach()es its outputs, so training could never change the layer"
             return Verdict("gradient", False, "the output carries no gradient", cause)
-        loss.backward()
-    groups = [("", [q for n, q in p.layer.named_parameters(recurse=False)])]
-    groups += [(name, list(child.parameters())) for name, child in p.layer.named_children()]
-    for name, params in groups:
-        if params and all(q.grad is None for q in params):
+        through_z, through_ldj = _grads(z_out.to(torch.float64), list(params)), _grads(ldj_out, list(params))
+    reached = {n for n, gz, gl in zip(names, through_z, through_ldj, strict=True) if gz is not None or gl is not None}
+    groups = [("", [n for n, _ in p.layer.named_parameters(recurse=False)])]
+    groups += [
+        (child, [f"{child}.{n}" for n, _ in module.named_parameters()]) for child, module in p.layer.named_children()
+    ]
+    for name, members in groups:
+        if members and not reached & set(members):
             where = f"self.{name}" if name else "the layer's own parameters"
             cause = (
                 f"no gradient reaches {where}: forward cuts it off (.detach(), torch.no_grad(), .item() or "
                 f".numpy() on its output), so training could never change it"
             )
             return Verdict("gradient", False, f"{where}: no gradient", cause)
-    return (
-        _gradient_through_z(p)
-        or _gradient_through_ldj(p)
-        or Verdict("gradient", True, "every submodule with parameters receives a gradient")
-    )
+    cut = [n for n, gz, gl in zip(names, through_z, through_ldj, strict=True) if gz is None and gl is not None]
+    if cut:
+        cause = (
+            f"no gradient reaches self.{cut[0]} through your output z, only through the log-det: the output is "
+            f"computed from a detached copy (.detach(), .data or a tensor made from its values), so training would "
+            f"learn a log-det that does not belong to the map it applies"
+        )
+        return Verdict("gradient", False, f"self.{cut[0]}: no gradient through z", cause)
+    if all(g is None for g in through_ldj) and _log_det_follows_parameters(p.layer, p, ldj_out.detach()):
+        cause = (
+            "your log-det changes with the parameters but carries no gradient to them (.item(), float(), .detach() "
+            "or torch.no_grad() on it): training could never learn the log-det term"
+        )
+        return Verdict("gradient", False, "the log-det carries no gradient", cause)
+    return Verdict("gradient", True, "every submodule with parameters receives a gradient")
 
 
-def _gradient_through_ldj(p: Probe) -> Verdict | None:
-    """A failure when the log-det follows the parameters' values but carries no gradient to them."""
-    assert isinstance(p.layer, nn.Module)
-    params = list(p.layer.parameters())
-    with torch.enable_grad():
-        ldj = p.layer(p.z, p.zero, **p.kwargs)[1]
-        if ldj.requires_grad and any(g is not None for g in torch.autograd.grad(ldj.sum(), params, allow_unused=True)):
-            return None
-    moved = randomized(copy.deepcopy(p.layer), scale=0.1, seed=3)
+def _log_det_follows_parameters(layer: nn.Module, p: Probe, ldj: torch.Tensor) -> bool:
+    """Whether the log-det changes when the parameters do (it does not in a volume-preserving layer)."""
+    moved = randomized(copy.deepcopy(layer), scale=0.1, seed=3)
     with torch.no_grad():
-        ldj_moved = moved(p.z, p.zero, **p.kwargs)[1]
-    if close(ldj_moved, ldj.detach(), p.tol):
-        return None  # a log-det that does not depend on the parameters (a volume-preserving layer)
-    cause = (
-        "your log-det changes with the parameters but carries no gradient to them (.item(), float(), .detach() or "
-        "torch.no_grad() on it): training could never learn the log-det term"
-    )
-    return Verdict("gradient", False, "the log-det carries no gradient", cause)
-
-
-def _gradient_through_z(p: Probe) -> Verdict | None:
-    """A failure when a parameter reaches the log-det but not the output z (a detached copy used for z)."""
-    assert isinstance(p.layer, nn.Module)
-    params = [(n, q) for n, q in p.layer.named_parameters() if q.grad is not None]
-    grads: tuple[torch.Tensor | None, ...] = (None,) * len(params)
-    with torch.enable_grad():
-        z_out = p.layer(p.z, p.zero, **p.kwargs)[0]
-        if z_out.requires_grad:
-            grads = torch.autograd.grad(z_out.to(torch.float64).sum(), [q for _, q in params], allow_unused=True)
-    cut = [n for (n, _), g in zip(params, grads) if g is None]
-    if not cut:
-        return None
-    cause = (
-        f"no gradient reaches self.{cut[0]} through your output z, only through the log-det: the output is "
-        f"computed from a detached copy (.detach(), .data or a tensor made from its values), so training would "
-        f"learn a log-det that does not belong to the map it applies"
-    )
-    return Verdict("gradient", False, f"self.{cut[0]}: no gradient through z", cause)
+        return not close(moved(p.z, p.zero, **p.kwargs)[1], ldj, p.tol)
