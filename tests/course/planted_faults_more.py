@@ -155,41 +155,53 @@ def early_split_two_outputs() -> ImageFlow:
 
 
 # Exercise 11 --------------------------------------------------------------------------------------------------------
-@fault(11, "mixes the channels with a detached weight", r"gradient")
-class Conv1x1Detached(Conv1x1Start):
+class Conv1x1Answer(Conv1x1Start):
+    """A student's 1x1 convolution, each step a method to get wrong: ``z' = W z`` and ``H W log|det W|``."""
+
+    def log_det(self, z: torch.Tensor) -> torch.Tensor | float:
+        return z.shape[2] * z.shape[3] * torch.linalg.slogdet(self.weight).logabsdet
+
+    def mixing(self, reverse: bool) -> torch.Tensor:
+        return torch.linalg.inv(self.weight) if reverse else self.weight
+
     def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> Pair:
-        log_det = z.shape[2] * z.shape[3] * torch.linalg.slogdet(self.weight).logabsdet
-        w = torch.linalg.inv(self.weight) if reverse else self.weight
-        z = F.conv2d(z, w.detach()[:, :, None, None])
+        log_det = self.log_det(z)
+        z = F.conv2d(z, self.mixing(reverse)[:, :, None, None])
         return z, ldj - log_det if reverse else ldj + log_det
 
 
+@fault(11, "mixes the channels with a detached weight", r"gradient")
+class Conv1x1Detached(Conv1x1Answer):
+    def mixing(self, reverse: bool) -> torch.Tensor:
+        return super().mixing(reverse).detach()
+
+
 @fault(11, "computes log|det W| once, in __init__", r"__init__|computed once|stays")
-class Conv1x1CachedLogDet(Conv1x1Start):
+class Conv1x1CachedLogDet(Conv1x1Answer):
     def __init__(self, channels: int) -> None:
         super().__init__(channels)
         self.log_abs_det = torch.linalg.slogdet(self.weight).logabsdet.item()
 
-    def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> Pair:
-        log_det = z.shape[2] * z.shape[3] * self.log_abs_det
-        w = torch.linalg.inv(self.weight) if reverse else self.weight
-        return F.conv2d(z, w[:, :, None, None]), ldj - log_det if reverse else ldj + log_det
+    def log_det(self, z: torch.Tensor) -> torch.Tensor | float:
+        return z.shape[2] * z.shape[3] * self.log_abs_det
 
 
 @fault(11, "reverse applies the transpose of the inverse", r"W⁻¹ᵀ|inv\(W\) itself")
-class Conv1x1InverseTransposed(Conv1x1Start):
-    def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> Pair:
-        log_det = z.shape[2] * z.shape[3] * torch.linalg.slogdet(self.weight).logabsdet
-        w = torch.linalg.inv(self.weight).T if reverse else self.weight
-        return F.conv2d(z, w[:, :, None, None]), ldj - log_det if reverse else ldj + log_det
+class Conv1x1InverseTransposed(Conv1x1Answer):
+    def mixing(self, reverse: bool) -> torch.Tensor:
+        return torch.linalg.inv(self.weight).T if reverse else self.weight
 
 
 @fault(11, "multiplies log|det W| by the height only", r"H or W|H·W")
-class Conv1x1HeightOnly(Conv1x1Start):
-    def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> Pair:
-        log_det = z.shape[2] * torch.linalg.slogdet(self.weight).logabsdet
-        w = torch.linalg.inv(self.weight) if reverse else self.weight
-        return F.conv2d(z, w[:, :, None, None]), ldj - log_det if reverse else ldj + log_det
+class Conv1x1HeightOnly(Conv1x1Answer):
+    def log_det(self, z: torch.Tensor) -> torch.Tensor | float:
+        return z.shape[2] * torch.linalg.slogdet(self.weight).logabsdet
+
+
+@fault(11, "takes log|det W| as a Python number with .item()", r"no gradient|\.item\(\)")
+class Conv1x1ItemLogDet(Conv1x1Answer):
+    def log_det(self, z: torch.Tensor) -> torch.Tensor | float:
+        return z.shape[2] * z.shape[3] * torch.linalg.slogdet(self.weight).logabsdet.item()
 
 
 # Exercise 12 --------------------------------------------------------------------------------------------------------
@@ -378,14 +390,6 @@ def early_split_channels_last() -> ImageFlow:
     flows: list[nn.Module] = [Dequantization(), _checkerboard(0), _checkerboard(1), SqueezeFlow(), SplitFlow()]
     flows += [_channel(0, 2), _channel(1, 2), SqueezeFlow(), _channel(0, 8), _channel(1, 8)]
     return ImageFlow(flows, image_shape=(28, 28, 1), latent_shape=(8, 7, 7))
-
-
-@fault(11, "takes log|det W| as a Python number with .item()", r"no gradient|\.item\(\)")
-class Conv1x1ItemLogDet(Conv1x1Start):
-    def forward(self, z: torch.Tensor, ldj: torch.Tensor, reverse: bool = False) -> Pair:
-        log_det = z.shape[2] * z.shape[3] * torch.linalg.slogdet(self.weight).logabsdet.item()
-        w = torch.linalg.inv(self.weight) if reverse else self.weight
-        return F.conv2d(z, w[:, :, None, None]), ldj - log_det if reverse else ldj + log_det
 
 
 @fault(12, "takes the vectors as the columns of self.vectors", r"columns|each row")
